@@ -1,0 +1,244 @@
+"""Encoding the views once, tuning from the cache, and `zar evaluate` giving the same answers."""
+import json
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from conftest import moving_square, write_video
+from zar import views as V
+from zar.cli import main as zar
+from zar.encode import VideoEncoder, load_cache, prepare_video
+from zar.lists import VideoRow
+
+COLOURS = {"red": (255, 0, 0), "green": (0, 255, 0), "blue": (0, 0, 255)}
+
+
+@pytest.fixture
+def dataset(tmp_path, ffmpeg):
+    """Six small videos of three classes, plus a broken one, a missing one and an empty one."""
+    root = tmp_path / "videos"
+    rows = []
+    for i, (name, rgb) in enumerate(COLOURS.items()):
+        for j in range(2):
+            rel = f"{name}/{name}_{j}.mp4" if j == 0 else f"{name}/{name}_{j}.avi"
+            write_video(root / rel, moving_square(n=20 + 7 * j, colour=rgb, seed=i * 10 + j), fps=12,
+                        codec="libx264" if rel.endswith(".mp4") else "mpeg4")
+            rows.append((Path(rel).stem, rel, name, i))
+    (root / "red").mkdir(exist_ok=True)
+    (root / "red" / "broken.mp4").write_bytes(b"this is not a video")
+    (root / "blue" / "empty.mp4").write_bytes(b"")
+    rows += [("broken", "red/broken.mp4", "red", 0), ("gone", "green/gone.mp4", "green", 1),
+             ("empty", "blue/empty.mp4", "blue", 2)]
+    videos = tmp_path / "test.csv"
+    videos.write_text("video_id,path,class_name,class_index\n" + "".join(f"{a},{b},{c},{d}\n" for a, b, c, d in rows))
+    classes = tmp_path / "classes.csv"
+    classes.write_text("class_index,class_name,text\n" + "".join(f"{i},{n},{n} square\n" for i, n in enumerate(COLOURS)))
+    return {"root": root, "videos": videos, "classes": classes, "tmp": tmp_path}
+
+
+FAST = ["--set", "run.workers=0", "--set", "run.batch_size=100"]
+
+
+def _preds(path):
+    return {r["video_id"]: r for r in map(json.loads, Path(path).read_text().splitlines())}
+
+
+def test_dedup_encoding_equals_naive_per_view(tiny_model, make_video):
+    """Every view re-encoded on its own, one frame at a time, from a PyAV decode."""
+    from torchvision.transforms.v2 import InterpolationMode
+    from torchvision.transforms.v2 import functional as TF
+
+    model, pre = tiny_model
+    path = make_video("v.mp4", n=30, h=72, w=96)
+    cfg = V.ViewConfig(crops=5)
+    row = VideoRow("v", str(path), 0, "red")
+    prepared = prepare_video(row, cfg, pre)
+    views, infer = VideoEncoder(model, pre, cfg, batch_size=37).encode(prepared)
+    with av.open(str(path)) as c:
+        frames = [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
+    assert prepared["num_frames"] == len(frames) == 30
+    mean = torch.tensor(pre.mean).view(3, 1, 1)
+    std = torch.tensor(pre.std).view(3, 1, 1)
+
+    def embed(frame, short, pos):
+        t = torch.from_numpy(frame).permute(2, 0, 1)
+        h, w = V.resized_shape(*t.shape[-2:], short)
+        t = TF.resize(t, [h, w], interpolation=InterpolationMode.BICUBIC, antialias=True)
+        top, left, s, _ = V.crop_box(h, w, pre.image_size, pos)
+        x = (t[:, top:top + s, left:left + s].float() / 255 - mean) / std
+        with torch.no_grad():
+            return model.encode_image(x[None])[0]
+
+    short = cfg.view_short_side(pre.image_size)
+    memo = {}
+
+    def frame_embedding(i, crop):  # one frame at a time (remembered: many views share frames)
+        if (i, crop) not in memo:
+            memo[i, crop] = embed(frames[i], short, crop)
+        return memo[i, crop]
+
+    for k, view in enumerate(V.view_plan(cfg)):
+        idx = V.clip_indices(30, cfg, "v", view.rate, view.sample)
+        ref = F.normalize(torch.stack([frame_embedding(i, view.crop) for i in idx]).mean(0), dim=0)
+        assert torch.allclose(views[k], ref, atol=1e-5), view
+    inf_idx = V.inference_indices(30, cfg.frames)
+    ref = F.normalize(torch.stack([embed(frames[i], pre.image_size, "center") for i in inf_idx]).mean(0), dim=0)
+    assert torch.allclose(infer, ref, atol=1e-5)
+
+
+def test_encode_tune_equals_evaluate_and_counts_skips(dataset):
+    d = dataset
+    common = ["--videos", str(d["videos"]), "--root", str(d["root"]), "--backbone", "tiny"]
+    cache = d["tmp"] / "emb.pt"
+    assert zar(["encode", *common, "--classes", str(d["classes"]), "--out", str(cache), *FAST]) == 0
+    data = load_cache(cache)
+    assert len(data["video_ids"]) == 6 and data["views"].shape[:2] == (6, 48)
+    assert sorted(s["video_id"] for s in data["skipped"]) == ["broken", "empty", "gone"]
+    assert all(s["reason"] for s in data["skipped"])
+    out = d["tmp"] / "tune" / "split1.json"
+    assert zar(["tune", "--embeddings", str(cache), "--classes", str(d["classes"]), "--backbone", "tiny",
+                "--method", "zar", "--out", str(out), *FAST]) == 0
+    ev = d["tmp"] / "ev"
+    assert zar(["evaluate", *common, "--classes", str(d["classes"]), "--method", "zar", "--out", str(ev), *FAST]) == 0
+    a, b = _preds(out.with_suffix(".jsonl")), _preds(ev / "predictions.jsonl")
+    assert list(a) == list(b) == data["video_ids"]
+    for vid in a:
+        assert a[vid]["kept_views"] == b[vid]["kept_views"]
+        assert np.allclose(a[vid]["logits_after"], b[vid]["logits_after"], atol=1e-4)
+        assert a[vid]["top5_after"] == b[vid]["top5_after"]
+    for summary in (json.loads(out.read_text()), json.loads((ev / "summary.json").read_text())):
+        assert summary["n_listed"] == 9 and summary["n_evaluated"] == 6 and summary["n_skipped"] == 3
+        assert {s["video_id"] for s in summary["skipped"]} == {"broken", "empty", "gone"}
+        assert summary["settings"]["tune"]["ratio"] == 0.8 and summary["provenance"]["versions"]["torch"]
+        assert "git_commit" in summary["provenance"] and summary["method"] == "zar"
+        labels = np.array([r["label"] for r in a.values()])
+        pred = np.array([r["top5_after"][0] for r in a.values()])
+        assert summary["top1"] == pytest.approx(100 * (labels == pred).mean())
+        per_class = [100 * (pred[labels == c] == c).mean() for c in range(3)]
+        assert summary["mean_class_acc"] == pytest.approx(np.mean(per_class))
+
+
+def test_shards_merge_to_the_same_numbers(dataset):
+    d = dataset
+    common = ["--videos", str(d["videos"]), "--root", str(d["root"]), "--backbone", "tiny",
+              "--classes", str(d["classes"])]
+    whole = d["tmp"] / "whole.pt"
+    zar(["encode", *common, "--out", str(whole), *FAST])
+    shards = [d["tmp"] / f"s{k}.pt" for k in (1, 2, 3)]
+    for k, s in enumerate(shards, 1):
+        zar(["encode", *common, "--out", str(s), "--shard", f"{k}/3", *FAST])
+    outs = []
+    for name, embs in (("one", [whole]), ("three", list(reversed(shards)))):
+        out = d["tmp"] / name / "r.json"
+        zar(["tune", "--embeddings", *map(str, embs), "--classes", str(d["classes"]), "--backbone", "tiny",
+             "--out", str(out), *FAST])
+        outs.append(out)
+    a, b = (json.loads(o.read_text()) for o in outs)
+    for key in ("top1", "top5", "mean_class_acc", "n_listed", "n_evaluated", "skipped"):
+        assert a[key] == b[key], key
+    assert [json.loads(x) for x in outs[0].with_suffix(".jsonl").read_text().splitlines()] == \
+           [{**json.loads(x), "seconds": json.loads(y)["seconds"]} for x, y in
+            zip(outs[1].with_suffix(".jsonl").read_text().splitlines(), outs[0].with_suffix(".jsonl").read_text().splitlines())]
+
+
+def test_variants_reuse_the_superset_cache(dataset):
+    """Tuning with 3 crops / dropped rates from a 9-crop cache equals encoding those views directly."""
+    d = dataset
+    common = ["--videos", str(d["videos"]), "--root", str(d["root"]), "--backbone", "tiny",
+              "--classes", str(d["classes"])]
+    big, small = d["tmp"] / "big.pt", d["tmp"] / "small.pt"
+    zar(["encode", *common, "--out", str(big), "--set", "views.crops=9", *FAST])
+    zar(["encode", *common, "--out", str(small), "--set", "views.crops=3", "--set", "views.rates=[1,2]", *FAST])
+    res = []
+    for emb in (big, small):
+        out = d["tmp"] / emb.stem / "r.json"
+        zar(["tune", "--embeddings", str(emb), "--classes", str(d["classes"]), "--backbone", "tiny", "--out", str(out),
+             "--set", "views.crops=3", "--set", "views.rates=[1,2]", *FAST])
+        res.append(_preds(out.with_suffix(".jsonl")))
+        assert json.loads(out.read_text())["n_views"] == 24
+    for vid in res[0]:
+        assert res[0][vid]["kept_views"] == res[1][vid]["kept_views"]
+        assert np.allclose(res[0][vid]["logits_after"], res[1][vid]["logits_after"], atol=1e-4)
+    # asking for views the cache does not hold is an error that says what to do
+    assert zar(["tune", "--embeddings", str(small), "--classes", str(d["classes"]), "--backbone", "tiny",
+                "--out", str(d["tmp"] / "x.json"), "--set", "views.crops=9", *FAST]) == 2
+
+
+def test_encode_resumes_after_a_crash(dataset, monkeypatch):
+    import zar.encode as E
+
+    d = dataset
+    args = ["encode", "--videos", str(d["videos"]), "--root", str(d["root"]), "--backbone", "tiny",
+            "--classes", str(d["classes"]), "--set", "run.chunk=2", *FAST]
+    ref = d["tmp"] / "ref.pt"
+    zar([*args, "--out", str(ref)])
+    calls = {"n": 0}
+    real = E.VideoEncoder.encode
+
+    def crashing(self, prepared):
+        calls["n"] += 1
+        if calls["n"] == 4:
+            raise RuntimeError("simulated crash")
+        return real(self, prepared)
+
+    out = d["tmp"] / "crash.pt"
+    monkeypatch.setattr(E.VideoEncoder, "encode", crashing)
+    with pytest.raises(RuntimeError, match="simulated"):
+        zar([*args, "--out", str(out)])
+    assert not out.exists() and list(out.with_name(out.name + ".parts").glob("part_*.pt"))
+    calls["n"] = -100
+    zar([*args, "--out", str(out)])
+    assert calls["n"] == -100 + 4  # the first chunk (2 videos) was kept; the other 4 were encoded again
+    a, b = load_cache(ref), load_cache(out)
+    assert a["video_ids"] == b["video_ids"] and torch.equal(a["views"], b["views"]) and a["skipped"] == b["skipped"]
+    assert not out.with_name(out.name + ".parts").exists()
+
+
+def test_evaluate_resumes_and_vanilla_is_untuned(dataset):
+    d = dataset
+    common = ["evaluate", "--videos", str(d["videos"]), "--root", str(d["root"]), "--backbone", "tiny",
+              "--classes", str(d["classes"]), *FAST]
+    out = d["tmp"] / "van"
+    assert zar([*common, "--method", "vanilla", "--out", str(out)]) == 0
+    recs = _preds(out / "predictions.jsonl")
+    assert all(r["logits_before"] == r["logits_after"] and r["kept_views"] == [] for r in recs.values())
+    # a crashed run left a part file: the rerun keeps its lines and does only the rest
+    part = out / "predictions.jsonl.part"
+    lines = (out / "predictions.jsonl").read_text().splitlines()
+    summary = json.loads((out / "summary.json").read_text())
+    marked = dict(json.loads(lines[0]), seconds=-1.0)
+    header = _fingerprint_of(out, d)
+    part.write_text(json.dumps({"_fingerprint": header}) + "\n" + json.dumps(marked) + "\n" + '{"torn')
+    (out / "summary.json").unlink()
+    assert zar([*common, "--method", "vanilla", "--out", str(out)]) == 0
+    again = _preds(out / "predictions.jsonl")
+    assert again[marked["video_id"]]["seconds"] == -1.0  # kept, not recomputed
+    assert list(again) == list(recs)
+    assert json.loads((out / "summary.json").read_text())["top1"] == summary["top1"]
+
+
+def _fingerprint_of(out, d):
+    from zar.config import load_settings
+    from zar.results import fingerprint
+    from zar.utils import sha256_file
+    from dataclasses import replace
+    from zar.backbone import parse_spec
+
+    s = load_settings(None, ["run.workers=0", "run.batch_size=100"])
+    return fingerprint(sha256_file(d["videos"]), sha256_file(d["classes"]), str(d["root"]), None,
+                       s.views.to_dict(), replace(s.tune, steps=0).to_dict(), parse_spec("tiny").to_dict(), "vanilla")
+
+
+def test_reader_workers_give_the_same_embeddings(dataset):
+    d = dataset
+    outs = []
+    for w in (0, 2):
+        out = d["tmp"] / f"w{w}.pt"
+        zar(["encode", "--videos", str(d["videos"]), "--root", str(d["root"]), "--backbone", "tiny",
+             "--out", str(out), "--set", f"run.workers={w}"])
+        outs.append(load_cache(out))
+    assert outs[0]["video_ids"] == outs[1]["video_ids"] and torch.allclose(outs[0]["views"], outs[1]["views"], atol=1e-6)

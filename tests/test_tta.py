@@ -1,0 +1,159 @@
+"""Test-time tuning (PROTOCOL §3.2-3.7) against a straightforward re-implementation."""
+import math
+
+import pytest
+import torch
+
+from zar.prompt import PromptLearner
+from zar.tta import TuneConfig, Tuner, marginal_entropy, select_confident
+
+CLASSES = ["abseiling", "brush hair", "kick ball", "playing guitar", "riding a bike", "sword exercise", "yoga"]
+
+
+def _feats(n, d, seed):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, d, generator=g)
+    return x / x.norm(dim=-1, keepdim=True)
+
+
+# ----------------------------------------------------------------------------- reference
+def ref_text_features(model, tokens, ctx, n_ctx):
+    """The text path written out: embeddings with the context rows replaced, positions,
+    causal transformer, final norm, the EOS token's feature, projection, L2 norm."""
+    emb = model.token_embedding(tokens)
+    k = tokens.shape[0]
+    x = torch.cat([emb[:, :1], ctx.unsqueeze(0).expand(k, -1, -1), emb[:, 1 + n_ctx:]], dim=1)
+    x = x + model.positional_embedding
+    x = model.transformer(x, attn_mask=model.attn_mask)
+    x = model.ln_final(x)
+    x = x[torch.arange(k), tokens.argmax(dim=-1)] @ model.text_projection
+    return x / x.norm(dim=-1, keepdim=True)
+
+
+def ref_entropy(logits_row):
+    p = torch.softmax(logits_row, dim=0)
+    return float(-(p * torch.log(p)).sum())
+
+
+def ref_step(model, tokens, ctx0, n_ctx, view_feats, ratio, lr, wd, scale):
+    ctx = ctx0.clone().requires_grad_(True)
+    text = ref_text_features(model, tokens, ctx, n_ctx)
+    per_view = [scale * (view_feats[v] @ text.t()) for v in range(view_feats.shape[0])]  # one view at a time
+    ent = [ref_entropy(l.detach()) for l in per_view]
+    order = sorted(range(len(ent)), key=lambda v: (ent[v], v))
+    kept = order[: max(1, int(len(ent) * ratio))]
+    p_bar = torch.stack([torch.softmax(per_view[v], dim=0) for v in kept]).mean(dim=0)
+    loss = -(p_bar * torch.log(p_bar)).sum()
+    loss.backward()
+    g = ctx.grad.detach()
+    b1, b2, eps = 0.9, 0.999, 1e-8
+    p = ctx0.detach() * (1 - lr * wd)  # decoupled weight decay
+    m_hat = ((1 - b1) * g) / (1 - b1)
+    v_hat = ((1 - b2) * g * g) / (1 - b2)
+    p = p - lr * m_hat / (v_hat.sqrt() + eps)
+    return kept, float(loss.detach()), p
+
+
+@pytest.mark.parametrize("ratio", [0.1, 0.5, 0.8, 1.0])
+def test_one_step_matches_reference(tiny_model, ratio):
+    model, _ = tiny_model
+    cfg = TuneConfig(steps=1, ratio=ratio)
+    tuner = Tuner(model, CLASSES, cfg)
+    d = model.text_projection.shape[1]
+    views, infer = _feats(48, d, 1), _feats(1, d, 2)[0]
+    res = tuner(views, infer)
+    pl = tuner.prompt
+    scale = float(model.logit_scale.exp())
+    kept, loss, ctx_new = ref_step(model, pl.tokens, pl.ctx_init_vectors, pl.n_ctx, views, ratio, cfg.lr,
+                                   cfg.weight_decay, scale)
+    assert res.kept == kept
+    assert len(res.kept) == max(1, int(48 * ratio))
+    assert res.loss == pytest.approx(loss, rel=1e-5)
+    assert torch.allclose(pl.ctx.detach(), ctx_new, atol=1e-6, rtol=0)
+    assert not torch.equal(pl.ctx.detach(), pl.ctx_init_vectors)  # it did move
+    # the prediction uses the tuned prompt on the inference clip
+    text = ref_text_features(model, pl.tokens, ctx_new, pl.n_ctx)
+    assert torch.allclose(res.logits_after, scale * infer @ text.t(), atol=1e-4)
+
+
+def test_selection_and_entropy_reference():
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(48, 11, generator=g) * 5
+    for ratio in (0.01, 0.1, 0.33, 0.8, 1.0):
+        ent = [ref_entropy(l) for l in logits]
+        order = sorted(range(48), key=lambda v: (ent[v], v))[: max(1, int(48 * ratio))]
+        assert select_confident(logits, ratio).tolist() == order
+    kept = logits[:7]
+    p_bar = torch.softmax(kept, dim=1).mean(0)
+    assert float(marginal_entropy(kept)) == pytest.approx(float(-(p_bar * p_bar.log()).sum()), rel=1e-6)
+    # log-space stays finite where the direct formula underflows
+    sharp = torch.tensor([[1000.0, 0.0, -1000.0]])
+    assert torch.isfinite(marginal_entropy(sharp)) and float(marginal_entropy(sharp)) == pytest.approx(0.0, abs=1e-6)
+    uniform = torch.zeros(4, 5)
+    assert float(marginal_entropy(uniform)) == pytest.approx(math.log(5), rel=1e-6)
+    with pytest.raises(ValueError):
+        select_confident(logits, 0.0)
+
+
+def test_gradient_reaches_only_the_context(tiny_model):
+    model, _ = tiny_model
+    pl = PromptLearner(model, CLASSES)
+    for p in model.parameters():
+        p.requires_grad_(False)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    views = _feats(12, model.text_projection.shape[1], 3)
+    loss = marginal_entropy(100 * views @ pl().t())
+    loss.backward()
+    assert pl.ctx.grad is not None and float(pl.ctx.grad.abs().sum()) > 0
+    assert all(p.grad is None for p in model.parameters())
+    assert [n for n, p in pl.named_parameters()] == ["ctx"]
+    tuner = Tuner(model, CLASSES, TuneConfig(steps=3))
+    tuner(views, views[0])
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+def test_zero_steps_equals_vanilla_exactly(tiny_model):
+    import open_clip
+
+    model, _ = tiny_model
+    d = model.text_projection.shape[1]
+    views, infer = _feats(48, d, 4), _feats(1, d, 5)[0]
+    vanilla = Tuner(model, CLASSES, TuneConfig(steps=0))(views, infer)
+    zar = Tuner(model, CLASSES, TuneConfig(steps=1))(views, infer)
+    assert torch.equal(vanilla.logits_after, vanilla.logits_before)
+    assert torch.equal(vanilla.logits_after, zar.logits_before)
+    assert not torch.equal(zar.logits_after, zar.logits_before)
+    tok = open_clip.get_tokenizer("ViT-B-16")
+    with torch.no_grad():
+        text = model.encode_text(tok([f"a video of a {c}." for c in CLASSES]), normalize=True)
+    assert torch.allclose(vanilla.logits_after, model.logit_scale.exp() * infer @ text.t(), atol=1e-5)
+
+
+def test_episodic_order_independent(tiny_model):
+    model, _ = tiny_model
+    d = model.text_projection.shape[1]
+    a = (_feats(48, d, 6), _feats(1, d, 7)[0])
+    b = (_feats(48, d, 8), _feats(1, d, 9)[0])
+    t1 = Tuner(model, CLASSES, TuneConfig(steps=2))
+    ra1, rb1 = t1(*a), t1(*b)
+    t2 = Tuner(model, CLASSES, TuneConfig(steps=2))
+    rb2, ra2 = t2(*b), t2(*a)
+    assert torch.equal(ra1.logits_after, ra2.logits_after) and ra1.kept == ra2.kept
+    assert torch.equal(rb1.logits_after, rb2.logits_after) and rb1.kept == rb2.kept
+    # the optimiser is new for every video (fresh moments and step count)
+    assert t1.optimizer.state[t1.prompt.ctx]["step"] == 2
+
+
+def test_continual_mode_carries_the_prompt(tiny_model):
+    model, _ = tiny_model
+    d = model.text_projection.shape[1]
+    a = (_feats(48, d, 6), _feats(1, d, 7)[0])
+    b = (_feats(48, d, 8), _feats(1, d, 9)[0])
+    episodic = Tuner(model, CLASSES, TuneConfig(steps=1))
+    episodic(*a)
+    rb_e = episodic(*b)
+    cont = Tuner(model, CLASSES, TuneConfig(steps=1, mode="continual"))
+    cont(*a)
+    rb_c = cont(*b)
+    assert not torch.equal(rb_e.logits_after, rb_c.logits_after)
+    assert not torch.equal(rb_e.logits_before, rb_c.logits_before)  # starts from the prompt tuned on a

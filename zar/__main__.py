@@ -1,0 +1,3 @@
+from zar.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,313 @@
+"""Build CLIP backbones through open_clip from a small spec.
+
+A spec is ``{arch, pretrained, quick_gelu}``:
+
+- ``arch``: an open_clip architecture name (``ViT-B-16``) or one shipped with zar
+  (``ZAR-Tiny``, a 64-px, 2-layer model for tests and the demo).
+- ``pretrained``: an open_clip tag (``openai``), a local weights file, a checkpoint written by
+  ``zar train`` (a ``.safetensors`` file with a ``.json`` beside it), or ``None``/``"none"`` for
+  random initialisation.
+- ``quick_gelu``: ``None`` = decide automatically (the OpenAI weights need QuickGELU; plain
+  ``ViT-B-16`` with them silently gives wrong features).
+
+Weights are fp32. Named backbones (``vitb16_openai``, ``tiny``) map to specs.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import zipfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+import torch
+
+from zar.utils import UserError
+
+log = logging.getLogger(__name__)
+
+CONFIG_DIR = Path(__file__).resolve().parent / "model_configs"
+# CLIP's normalisation and bicubic resize (PROTOCOL §1): our convention for every backbone.
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+
+
+@dataclass(frozen=True)
+class BackboneSpec:
+    arch: str = "ViT-B-16"
+    pretrained: str | None = "openai"
+    quick_gelu: bool | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+NAMED: dict[str, BackboneSpec] = {
+    "vitb16_openai": BackboneSpec("ViT-B-16", "openai"),
+    "tiny": BackboneSpec("ZAR-Tiny", None),
+}
+
+_registered = False
+
+
+def register_configs() -> None:
+    """Make the architectures shipped in ``zar/model_configs`` known to open_clip (once)."""
+    global _registered
+    if not _registered:
+        import open_clip
+
+        open_clip.add_model_config(str(CONFIG_DIR))
+        _registered = True
+
+
+def parse_spec(value: str | dict | BackboneSpec) -> BackboneSpec:
+    """A spec from a name (``vitb16_openai``), ``ARCH:PRETRAINED``, a dict, a JSON file,
+    or a checkpoint written by ``zar train`` (its ``.safetensors`` file or directory)."""
+    if isinstance(value, BackboneSpec):
+        return value
+    if isinstance(value, dict):
+        unknown = set(value) - {"arch", "pretrained", "quick_gelu"}
+        if unknown:
+            raise UserError(f"backbone spec: unknown keys {sorted(unknown)}")
+        if "arch" not in value:
+            raise UserError(f"backbone spec {value}: 'arch' is required")
+        pre = value.get("pretrained")
+        return BackboneSpec(value["arch"], None if pre in (None, "none", "") else str(pre),
+                            value.get("quick_gelu"))
+    s = str(value)
+    if s in NAMED:
+        return NAMED[s]
+    p = Path(s)
+    if p.is_dir() and (p / "model.safetensors").is_file():
+        p = p / "model.safetensors"
+    if p.suffix == ".safetensors" and p.is_file():
+        return checkpoint_spec(p)
+    if p.suffix == ".json" and p.is_file():
+        with open(p) as f:
+            return parse_spec(json.load(f))
+    if ":" in s and not p.exists():
+        arch, pre = s.split(":", 1)
+        return parse_spec({"arch": arch, "pretrained": pre})
+    raise UserError(
+        f"backbone {s!r}: not a known name ({', '.join(NAMED)}), not ARCH:PRETRAINED, "
+        "and not a spec .json or a zar checkpoint (.safetensors with .json beside it)"
+    )
+
+
+def checkpoint_spec(weights: Path) -> BackboneSpec:
+    meta_path = weights.with_suffix(".json")
+    if not meta_path.is_file():
+        raise UserError(f"{weights}: no {meta_path.name} beside it saying which architecture it is")
+    with open(meta_path) as f:
+        meta = json.load(f)
+    if "arch" not in meta:
+        raise UserError(f"{meta_path}: no 'arch' key")
+    return BackboneSpec(meta["arch"], str(weights), bool(meta.get("quick_gelu", False)))
+
+
+# ----------------------------------------------------------------------------- weights
+def hf_cache_dir() -> str:
+    from huggingface_hub import constants
+
+    return str(constants.HF_HUB_CACHE)
+
+
+def _tag_cfg(arch: str, tag: str) -> dict | None:
+    import open_clip
+
+    cfg = open_clip.get_pretrained_cfg(arch, tag)
+    return cfg or None
+
+
+def _cached_tag_file(cfg: dict, cache_dir: str | None) -> str | None:
+    """The local file of a pretrained tag if it is already in the cache, else None."""
+    hub = cfg.get("hf_hub", "")
+    if hub:
+        from huggingface_hub import try_to_load_from_cache
+
+        model_id, filename = os.path.split(hub)
+        names = [filename] if filename else ["open_clip_model.safetensors", "open_clip_pytorch_model.bin"]
+        if filename and filename.endswith(".bin"):
+            names.insert(0, filename[: -len(".bin")] + ".safetensors")
+        for name in names:
+            hit = try_to_load_from_cache(model_id, name, cache_dir=cache_dir)
+            if isinstance(hit, str) and os.path.isfile(hit):
+                return hit
+    url = cfg.get("url", "")
+    if url:
+        target = Path(cache_dir or os.path.expanduser("~/.cache/clip")) / os.path.basename(url)
+        if target.is_file():
+            return str(target)
+    return None
+
+
+def _reachable(url: str, timeout: float = 3.0) -> bool:
+    u = urlparse(url)
+    port = u.port or (443 if u.scheme == "https" else 80)
+    try:
+        with socket.create_connection((u.hostname, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def _hub_offline_reason() -> str | None:
+    from huggingface_hub import constants
+
+    if constants.HF_HUB_OFFLINE:
+        return "HF_HUB_OFFLINE is set"
+    if not _reachable(constants.ENDPOINT):
+        return f"{constants.ENDPOINT} cannot be reached"
+    return None
+
+
+def resolve_weights(spec: BackboneSpec, cache_dir: str | None = None, allow_download: bool = True) -> str | None:
+    """A local weights file for the spec, downloading a tag once if the network allows.
+
+    Fails within seconds (not open_clip's ~46 s of retries) when the weights are neither
+    cached nor reachable, with a message naming the cache and how to pre-fetch them.
+    """
+    pre = spec.pretrained
+    if pre is None:
+        return None
+    if os.path.isfile(pre):
+        return pre
+    cfg = _tag_cfg(spec.arch, pre)
+    if cfg is None:
+        raise UserError(
+            f"pretrained {pre!r}: not a file and not an open_clip tag of {spec.arch} "
+            f"(tags: {', '.join(_tags(spec.arch)) or 'none'})"
+        )
+    hit = _cached_tag_file(cfg, cache_dir)
+    if hit:
+        return hit
+    where = cache_dir or hf_cache_dir()
+    reason = _hub_offline_reason() if allow_download else "downloads are disabled"
+    if reason:
+        raise UserError(
+            f"weights {spec.arch}:{pre} are not in the cache {where} and cannot be downloaded "
+            f"({reason}). Pre-fetch them on a machine with internet:\n"
+            f"    zar fetch-weights --arch {spec.arch} --pretrained {pre}\n"
+            f"then copy the cache directory here (or set HF_HUB_CACHE to it), or pass a local "
+            f"weights file as pretrained."
+        )
+    from open_clip.pretrained import download_pretrained
+
+    log.info("downloading %s:%s into %s", spec.arch, pre, where)
+    path = download_pretrained(cfg, cache_dir=cache_dir)
+    if not path:
+        raise UserError(f"weights {spec.arch}:{pre}: download gave no file")
+    return path
+
+
+def _tags(arch: str) -> list[str]:
+    import open_clip
+
+    return open_clip.list_pretrained_tags_by_model(arch)
+
+
+def _auto_quick_gelu(spec: BackboneSpec, weights: str | None) -> bool:
+    if spec.quick_gelu is not None:
+        return bool(spec.quick_gelu)
+    if spec.arch.endswith("-quickgelu"):
+        return False  # the config already has it
+    if spec.pretrained and not os.path.isfile(spec.pretrained):
+        cfg = _tag_cfg(spec.arch, spec.pretrained) or {}
+        return bool(cfg.get("quick_gelu", False))
+    if weights and _is_openai_archive(weights):
+        return True
+    return False
+
+
+def _is_openai_archive(path: str) -> bool:
+    """OpenAI's released CLIP files are TorchScript zip archives; they need QuickGELU."""
+    try:
+        with zipfile.ZipFile(path) as z:
+            return any(n.endswith("constants.pkl") or "/code/" in n for n in z.namelist())
+    except (zipfile.BadZipFile, OSError):
+        return False
+
+
+# ----------------------------------------------------------------------------- building
+@dataclass(frozen=True)
+class Preprocess:
+    image_size: int
+    mean: tuple[float, float, float] = CLIP_MEAN
+    std: tuple[float, float, float] = CLIP_STD
+    interpolation: str = "bicubic"
+
+
+def build_model(spec: BackboneSpec | str | dict, device: str | torch.device = "cpu",
+                cache_dir: str | None = None) -> tuple[torch.nn.Module, Preprocess]:
+    """The CLIP model (fp32, eval mode) and its preprocessing settings."""
+    import open_clip
+
+    spec = parse_spec(spec)
+    register_configs()
+    if spec.arch not in open_clip.list_models():
+        raise UserError(f"unknown architecture {spec.arch!r}; open_clip knows e.g. ViT-B-16, and zar ships ZAR-Tiny")
+    weights = resolve_weights(spec, cache_dir=cache_dir)
+    quick = _auto_quick_gelu(spec, weights)
+    if weights and weights.endswith(".safetensors") and Path(weights).with_suffix(".json").is_file():
+        model = open_clip.create_model(spec.arch, pretrained=None, force_quick_gelu=quick)
+        load_checkpoint_weights(model, weights)
+    elif weights is None:
+        # random initialisation, seeded: every process builds the same "untrained" model
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)
+            model = open_clip.create_model(spec.arch, pretrained=None, force_quick_gelu=quick)
+    else:
+        model = open_clip.create_model(spec.arch, pretrained=weights, force_quick_gelu=quick)
+    model = model.to(device).eval()
+    size = model.visual.image_size
+    size = size[0] if isinstance(size, (tuple, list)) else int(size)
+    log.info("backbone %s pretrained=%s quick_gelu=%s image_size=%d", spec.arch, spec.pretrained, quick, size)
+    return model, Preprocess(image_size=size)
+
+
+def load_checkpoint_weights(model: torch.nn.Module, path: str) -> None:
+    """Load a zar checkpoint's weights (safetensors: no code can be unpickled)."""
+    from safetensors.torch import load_file
+
+    try:
+        state = load_file(path)
+    except Exception as e:
+        raise UserError(f"{path}: cannot read as safetensors ({e})") from None
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    missing = [k for k in missing if k != "attn_mask"]
+    if missing or unexpected:
+        raise UserError(f"{path}: weights do not fit the architecture (missing {missing[:5]}, unexpected {unexpected[:5]})")
+
+
+def describe(spec: BackboneSpec, weights: str | None = None) -> dict[str, Any]:
+    d = spec.to_dict()
+    d["quick_gelu_resolved"] = _auto_quick_gelu(spec, weights or spec.pretrained)
+    return d
+
+
+def autocast(device: torch.device | str):
+    """bf16 autocast on CUDA (weights stay fp32); a no-op context on the CPU."""
+    import contextlib
+
+    dev = torch.device(device)
+    if dev.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+# ----------------------------------------------------------------------------- verb fetch-weights
+def add_fetch_arguments(p) -> None:
+    p.add_argument("--arch", default="ViT-B-16", help="open_clip architecture (default ViT-B-16)")
+    p.add_argument("--pretrained", default="openai", help="open_clip pretrained tag (default openai)")
+    p.add_argument("--cache-dir", default=None, help="cache directory (default: the Hugging Face cache)")
+
+
+def run_fetch(args) -> int:
+    spec = BackboneSpec(args.arch, args.pretrained)
+    path = resolve_weights(spec, cache_dir=args.cache_dir)
+    print(path)
+    return 0

@@ -1,0 +1,91 @@
+"""The `zar` command line: one verb per workflow step.
+
+Each verb lives in its own module, imported only when that verb runs, so `zar --help`
+stays fast. A verb module provides ``add_arguments(parser)`` and ``run(args) -> int``.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+from zar.utils import UserError
+
+# verb -> (module, one-line help)
+VERBS: dict[str, tuple[str, str]] = {
+    "evaluate": ("zar.evaluate", "run vanilla CLIP or ZAR over a list of videos"),
+    "encode": ("zar.encode", "encode every view of every video once; cache the embeddings"),
+    "tune": ("zar.tune", "test-time prompt tuning from cached embeddings (one method variant)"),
+    "splits": ("zar.splits.cli", "build or audit the committed split files"),
+    "download": ("zar.data.download", "download a dataset (Kinetics, UCF101, HMDB51) with a manifest"),
+    "decode": ("zar.data.decode", "re-encode videos to a uniform, fast-to-seek form"),
+    "train": ("zar.train", "fine-tune CLIP on videos (K400 or 16-shot base classes)"),
+    "import-vifi": ("zar.train.vifi", "import a ViFi-CLIP checkpoint as a zar backbone"),
+    "tables": ("zar.tables", "render a paper table from result files"),
+    "demo-data": ("zar.demo", "generate the synthetic demo dataset"),
+    "fetch-weights": ("zar.backbone", "download backbone weights into the cache (needs network)"),
+    "bench": ("zar.bench", "benchmark encoding and tuning speed; print figures"),
+}
+VERB_HELP = {k: v[1] for k, v in VERBS.items() if v[1]}
+VERB_ENTRY = {
+    # verb -> (module, add_arguments name, run name); default names otherwise
+    "fetch-weights": ("zar.backbone", "add_fetch_arguments", "run_fetch"),
+}
+
+
+def _entry(verb: str):
+    module, add_name, run_name = VERB_ENTRY.get(verb, (VERBS[verb][0], "add_arguments", "run"))
+    mod = importlib.import_module(module)
+    return getattr(mod, add_name), getattr(mod, run_name)
+
+
+def _top_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="zar",
+        description="ZAR benchmark: zero-shot action recognition with test-time prompt tuning.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="verbs:\n" + "\n".join(f"  {k:<14} {v}" for k, v in VERB_HELP.items()),
+    )
+    p.add_argument("verb", nargs="?", help="one of the verbs below")
+    p.add_argument("--version", action="store_true", help="print the version and exit")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] not in VERBS:
+        args, _ = _top_parser().parse_known_args(argv)
+        if args.version:
+            from zar import __version__
+
+            print(__version__)
+            return 0
+        _top_parser().print_help()
+        if args.verb:
+            print(f"\nzar: unknown verb {args.verb!r}", file=sys.stderr)
+        return 2
+    verb, rest = argv[0], argv[1:]
+    add_arguments, run = _entry(verb)
+    parser = argparse.ArgumentParser(prog=f"zar {verb}", description=VERB_HELP.get(verb))
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    add_arguments(parser)
+    args = parser.parse_args(rest)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+    )
+    logging.getLogger("zar").setLevel(logging.DEBUG if args.verbose else logging.INFO)
+    try:
+        return int(run(args) or 0)
+    except KeyboardInterrupt:
+        print("zar: interrupted", file=sys.stderr)
+        return 130
+    except UserError as e:  # expected, explained failures: no traceback
+        print(f"zar {verb}: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

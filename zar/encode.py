@@ -1,0 +1,378 @@
+"""Encode every view of every video ONCE and cache the embeddings (PROTOCOL §3.1-3.2).
+
+The image encoder is frozen during test-time tuning, so the per-view video embeddings
+(mean of frame embeddings, L2-normalised) and the inference-clip embedding are computed
+once per video, batched, under ``no_grad``. All method variants (confidence ratio, rate
+drops, crop counts) then tune from this cache without reading the videos again.
+
+Per video: ONE batched read of the union of frame indices of all views and the inference
+clip; each (frame, crop) pair is encoded once even when several views share it.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from zar import views as V
+from zar.backbone import Preprocess, autocast
+from zar.lists import VideoRow
+from zar.video import VideoDecodeError, VideoInfo, read_video
+
+log = logging.getLogger(__name__)
+
+FORMAT = "zar-embeddings/1"
+
+
+@dataclass
+class FramePlan:
+    num_frames: int
+    clips: dict[tuple[int, int], np.ndarray]  # (rate, sample) -> T indices
+    infer: np.ndarray  # T indices of the inference clip
+    view_frames: np.ndarray  # sorted unique indices used by the views
+
+    @classmethod
+    def make(cls, num_frames: int, cfg: V.ViewConfig, video_id: str) -> "FramePlan":
+        clips = V.all_clip_indices(num_frames, cfg, video_id)
+        infer = V.inference_indices(num_frames, cfg.frames)
+        view_frames = np.unique(np.concatenate(list(clips.values())))
+        return cls(num_frames, clips, infer, view_frames)
+
+    def read_indices(self) -> np.ndarray:
+        return np.concatenate([self.view_frames, self.infer])
+
+
+def _resize_short(frames: torch.Tensor, short: int) -> torch.Tensor:
+    """uint8 (N,3,H,W) -> uint8 with the short side resized to ``short`` (bicubic, antialiased)."""
+    from torchvision.transforms.v2 import InterpolationMode
+    from torchvision.transforms.v2 import functional as TF
+
+    h, w = frames.shape[-2:]
+    nh, nw = V.resized_shape(h, w, short)
+    if (nh, nw) == (h, w):
+        return frames
+    return TF.resize(frames, [nh, nw], interpolation=InterpolationMode.BICUBIC, antialias=True)
+
+
+def _crop(frames: torch.Tensor, size: int, position: str) -> torch.Tensor:
+    h, w = frames.shape[-2:]
+    top, left, ch, cw = V.crop_box(h, w, size, position)
+    return frames[..., top:top + ch, left:left + cw]
+
+
+def prepare_video(row: VideoRow, cfg: V.ViewConfig, pre: Preprocess, backend: str = "decord",
+                  timeout: float = 120.0) -> dict[str, Any]:
+    """Read and resize the frames one video needs (runs in a reader worker).
+
+    Returns ``{"video_id", "plan", "view_frames" (U,3,h,w) uint8 at the view short side,
+    "infer_frames" (T,3,S,S) uint8 centre crops}``, or ``{"video_id", "error"}``.
+    """
+    holder: dict[str, FramePlan] = {}
+
+    def indices_fn(info: VideoInfo):
+        holder["plan"] = FramePlan.make(info.num_frames, cfg, row.video_id)
+        return holder["plan"].read_indices()
+
+    try:
+        frames, info = read_video(row.path, indices_fn, backend=backend, timeout=timeout)
+    except VideoDecodeError as e:
+        return {"video_id": row.video_id, "error": e.reason}
+    plan = holder["plan"]
+    if info.num_frames != plan.num_frames:  # the reader found fewer frames than the header said
+        plan = FramePlan.make(info.num_frames, cfg, row.video_id)
+        try:
+            frames, info = read_video(row.path, lambda _i: plan.read_indices(), backend=backend, timeout=timeout)
+        except VideoDecodeError as e:
+            return {"video_id": row.video_id, "error": e.reason}
+    t = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2)  # N,3,H,W uint8
+    nv = len(plan.view_frames)
+    view_frames = _resize_short(t[:nv], cfg.view_short_side(pre.image_size))
+    infer = _crop(_resize_short(t[nv:], pre.image_size), pre.image_size, "center").contiguous()
+    return {"video_id": row.video_id, "plan": plan, "view_frames": view_frames.contiguous(),
+            "infer_frames": infer, "num_frames": info.num_frames, "fps": info.fps}
+
+
+class VideoEncoder:
+    """Turns prepared frames into per-view and inference-clip embeddings with a frozen CLIP."""
+
+    def __init__(self, model: torch.nn.Module, pre: Preprocess, cfg: V.ViewConfig,
+                 device: str | torch.device = "cpu", batch_size: int = 256):
+        self.model = model.eval()
+        self.pre = pre
+        self.cfg = cfg
+        self.device = torch.device(device)
+        self.batch_size = batch_size
+        self.plan_views = V.view_plan(cfg)
+        self.mean = torch.tensor(pre.mean, device=self.device).view(1, 3, 1, 1)
+        self.std = torch.tensor(pre.std, device=self.device).view(1, 3, 1, 1)
+
+    @property
+    def embed_dim(self) -> int:
+        d = getattr(self.model.visual, "output_dim", None)
+        if d is None:
+            size = self.pre.image_size
+            d = self._encode_images(torch.zeros(1, 3, size, size, dtype=torch.uint8)).shape[1]
+        return int(d)
+
+    def _normalise(self, x: torch.Tensor) -> torch.Tensor:
+        return (x.to(self.device, non_blocking=True).float() / 255.0 - self.mean) / self.std
+
+    @torch.no_grad()
+    def _encode_images(self, images: torch.Tensor) -> torch.Tensor:
+        """uint8 (N,3,S,S) -> unnormalised fp32 image features (N,D), in batches."""
+        outs = []
+        for i in range(0, images.shape[0], self.batch_size):
+            with autocast(self.device):
+                f = self.model.encode_image(self._normalise(images[i:i + self.batch_size]))
+            outs.append(f.float())
+        return torch.cat(outs)
+
+    @torch.no_grad()
+    def encode(self, prepared: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
+        """(views (V,D), infer (D,)): L2-normalised video embeddings = mean of frame features."""
+        plan: FramePlan = prepared["plan"]
+        frames = prepared["view_frames"]
+        size = self.pre.image_size
+        crops = V.CROP_SETS[self.cfg.crops]
+        # every (frame, crop) pair once: crop-major so each crop is one strided slice
+        pair_images = torch.cat([_crop(frames, size, c) for c in crops])
+        feats = self._encode_images(pair_images)  # (len(crops) * U, D)
+        pos = {int(f): i for i, f in enumerate(plan.view_frames)}
+        n_u = len(plan.view_frames)
+        crop_slot = {c: j for j, c in enumerate(crops)}
+        rows = []
+        for view in self.plan_views:
+            idx = torch.tensor([crop_slot[view.crop] * n_u + pos[int(f)] for f in plan.clips[(view.rate, view.sample)]],
+                               device=feats.device)
+            rows.append(feats.index_select(0, idx).mean(dim=0))
+        view_emb = F.normalize(torch.stack(rows), dim=-1)
+        infer_emb = F.normalize(self._encode_images(prepared["infer_frames"]).mean(dim=0), dim=-1)
+        return view_emb.cpu(), infer_emb.cpu()
+
+
+class _PrepareDataset(torch.utils.data.Dataset):
+    def __init__(self, rows: list[VideoRow], cfg: V.ViewConfig, pre: Preprocess, backend: str, timeout: float):
+        self.rows, self.cfg, self.pre, self.backend, self.timeout = rows, cfg, pre, backend, timeout
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        t0 = time.perf_counter()
+        out = prepare_video(self.rows[i], self.cfg, self.pre, self.backend, self.timeout)
+        out["read_seconds"] = time.perf_counter() - t0
+        return out
+
+
+def iter_prepared(rows: list[VideoRow], cfg: V.ViewConfig, pre: Preprocess, backend: str = "decord",
+                  timeout: float = 120.0, workers: int = 0):
+    """Prepared videos in list order; reading runs ahead in ``workers`` processes."""
+    ds = _PrepareDataset(rows, cfg, pre, backend, timeout)
+    loader = torch.utils.data.DataLoader(
+        ds, batch_size=None, shuffle=False, num_workers=workers,
+        prefetch_factor=2 if workers > 0 else None, persistent_workers=False,
+    )
+    yield from loader
+
+
+# ----------------------------------------------------------------------------- the cache
+def save_cache(path: str | Path, data: dict[str, Any]) -> None:
+    from zar.utils import atomic_path
+
+    with atomic_path(path) as tmp:
+        torch.save(data, tmp)
+
+
+def load_cache(path: str | Path) -> dict[str, Any]:
+    """Load an embedding cache (tensors and plain values only: ``weights_only=True``)."""
+    from zar.utils import UserError
+
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise UserError(f"{path}: embedding cache not found (run `zar encode` first)") from None
+    except Exception as e:
+        raise UserError(f"{path}: not a readable embedding cache ({type(e).__name__}: {e})") from None
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        raise UserError(f"{path}: not a {FORMAT} file")
+    return data
+
+
+def merge_caches(caches: list[dict[str, Any]], names: list[str]) -> dict[str, Any]:
+    """Concatenate shard caches of the same list, in list order (deterministic for any shard count)."""
+    from zar.utils import UserError
+
+    first = caches[0]
+    for c, n in zip(caches[1:], names[1:]):
+        for key in ("views_config", "plan", "backbone", "image_size", "list_sha256", "embed_dim"):
+            if c[key] != first[key]:
+                raise UserError(f"{n}: {key} differs from {names[0]}; shards of different runs cannot be merged")
+    pos = torch.cat([c["list_position"] for c in caches])
+    order = torch.argsort(pos)
+    if len(set(pos.tolist())) != len(pos):
+        raise UserError(f"{', '.join(names)}: the shards overlap (a video appears twice)")
+    cat = lambda key: torch.cat([c[key] for c in caches])[order]  # noqa: E731
+    listcat = lambda key: [x for c in caches for x in c[key]]  # noqa: E731
+    ids = listcat("video_ids")
+    merged = dict(first)
+    merged.update(
+        video_ids=[ids[i] for i in order.tolist()],
+        labels=cat("labels"), views=cat("views"), infer=cat("infer"), num_frames=cat("num_frames"),
+        list_position=pos[order],
+        skipped=sorted(listcat("skipped"), key=lambda s: s["list_position"]),
+        n_listed_in_shards=sum(c["n_listed_in_shards"] for c in caches),
+    )
+    return merged
+
+
+# ----------------------------------------------------------------------------- verb
+def shard_slice(n: int, shard: str | None) -> tuple[int, int, int, int]:
+    """(start, stop, k, count) of shard ``k/N`` (1-based k) over n rows: contiguous blocks."""
+    from zar.utils import UserError
+
+    if not shard:
+        return 0, n, 1, 1
+    try:
+        k, count = (int(x) for x in shard.split("/"))
+    except ValueError:
+        raise UserError(f"--shard {shard!r}: expected K/N, e.g. 2/4") from None
+    if not 1 <= k <= count:
+        raise UserError(f"--shard {shard!r}: K must be in 1..N")
+    return (k - 1) * n // count, k * n // count, k, count
+
+
+def add_arguments(p) -> None:
+    from zar.config import add_settings_arguments
+
+    p.add_argument("--videos", required=True, help="video list CSV (path, label, video_id)")
+    p.add_argument("--classes", default=None, help="classes.csv the labels refer to")
+    p.add_argument("--root", default=None, help="directory the relative video paths start from")
+    p.add_argument("--ext", default=None, help="replace the video file suffix (e.g. .mp4 for normalised copies)")
+    p.add_argument("--backbone", required=True, help="backbone name, ARCH:PRETRAINED, spec .json or checkpoint")
+    p.add_argument("--out", required=True, help="embedding cache to write (.pt)")
+    p.add_argument("--shard", default=None, help="encode only shard K/N of the list (contiguous blocks)")
+    add_settings_arguments(p)
+
+
+def run(args) -> int:
+    from zar.backbone import build_model, parse_spec
+    from zar.config import load_settings
+    from zar.lists import read_classes, read_videos
+    from zar.utils import progress, provenance, sha256_file, write_json
+
+    settings = load_settings(args.config, args.set)
+    cfg, runcfg = settings.views, settings.run
+    classes = read_classes(args.classes) if args.classes else None
+    rows_all = read_videos(args.videos, classes, args.root, args.ext)
+    start, stop, k, count = shard_slice(len(rows_all), args.shard)
+    rows = rows_all[start:stop]
+    out = Path(args.out)
+    parts_dir = out.with_name(out.name + ".parts")
+    spec = parse_spec(args.backbone)
+    device = runcfg.resolved_device()
+    model, pre = build_model(spec, device=device)
+    enc = VideoEncoder(model, pre, cfg, device=device, batch_size=runcfg.batch_size)
+    list_sha = sha256_file(args.videos)
+    header = {
+        "format": FORMAT, "views_config": cfg.to_dict(), "plan": [[v.rate, v.sample, v.crop] for v in enc.plan_views],
+        "backbone": spec.to_dict(), "image_size": pre.image_size, "list_sha256": list_sha,
+        "view_short_side": cfg.view_short_side(pre.image_size), "embed_dim": enc.embed_dim,
+    }
+    done = _load_parts(parts_dir, header)
+    done_ids = {vid for part in done for vid in part["ids"]} | {s["video_id"] for part in done for s in part["skipped"]}
+    todo = [(start + i, r) for i, r in enumerate(rows) if r.video_id not in done_ids]
+    log.info("encode %s: %d videos in shard %d/%d, %d already done, %d views each, device %s",
+             args.videos, len(rows), k, count, len(rows) - len(todo), cfg.n_views, device)
+    t0 = time.perf_counter()
+    buf: dict[str, list] = _empty_part()
+    store = getattr(torch, runcfg.store_dtype)
+    prepared_iter = iter_prepared([r for _, r in todo], cfg, pre, runcfg.backend, runcfg.timeout, runcfg.workers)
+    for (pos, row), prepared in progress(zip(todo, prepared_iter), total=len(todo), desc="encode"):
+        if "error" in prepared:
+            log.warning("skipped %s: %s", row.path, prepared["error"])
+            buf["skipped"].append({"video_id": row.video_id, "path": row.path, "reason": prepared["error"],
+                                   "list_position": pos})
+        else:
+            views, infer = enc.encode(prepared)
+            buf["ids"].append(row.video_id)
+            buf["labels"].append(row.class_index)
+            buf["views"].append(views.to(store))
+            buf["infer"].append(infer.to(store))
+            buf["num_frames"].append(prepared["num_frames"])
+            buf["pos"].append(pos)
+        if len(buf["ids"]) + len(buf["skipped"]) >= runcfg.chunk:
+            _save_part(parts_dir, len(done), header, buf)
+            done.append(buf)
+            buf = _empty_part()
+    if buf["ids"] or buf["skipped"]:
+        _save_part(parts_dir, len(done), header, buf)
+        done.append(buf)
+    cache = _assemble(header, done, n_listed=len(rows))
+    cache["provenance"] = provenance()
+    cache["shard"] = [k, count]
+    save_cache(out, cache)
+    n_ok, n_skip = len(cache["video_ids"]), len(cache["skipped"])
+    write_json(out.with_suffix(".json"), {
+        "embeddings": str(out), "videos": args.videos, "shard": [k, count], "n_listed": len(rows),
+        "n_encoded": n_ok, "n_skipped": n_skip, "skipped": cache["skipped"], "settings": settings.to_dict(),
+        "backbone": spec.to_dict(), "seconds": time.perf_counter() - t0, "provenance": cache["provenance"],
+    })
+    for f in sorted(parts_dir.glob("part_*.pt")):
+        f.unlink()
+    if parts_dir.exists():
+        parts_dir.rmdir()
+    log.info("encoded %d of %d listed videos (%d skipped) -> %s", n_ok, len(rows), n_skip, out)
+    return 0
+
+
+def _empty_part() -> dict[str, list]:
+    return {"ids": [], "labels": [], "views": [], "infer": [], "num_frames": [], "pos": [], "skipped": []}
+
+
+def _save_part(parts_dir: Path, index: int, header: dict, buf: dict[str, list]) -> None:
+    save_cache(parts_dir / f"part_{index:05d}.pt", {**header, "part": buf})
+
+
+def _load_parts(parts_dir: Path, header: dict) -> list[dict[str, list]]:
+    """Chunks a crashed run already wrote (only those made with the same settings)."""
+    parts = []
+    for f in sorted(parts_dir.glob("part_*.pt")) if parts_dir.exists() else []:
+        try:
+            data = torch.load(f, map_location="cpu", weights_only=True)
+        except Exception as e:
+            log.warning("ignoring unreadable chunk %s (%s)", f, e)
+            continue
+        if any(data.get(k) != v for k, v in header.items()):
+            log.warning("ignoring chunk %s written with other settings", f)
+            continue
+        parts.append(data["part"])
+    if parts:
+        log.info("resuming: %d chunks already written in %s", len(parts), parts_dir)
+    return parts
+
+
+def _assemble(header: dict, parts: list[dict[str, list]], n_listed: int) -> dict[str, Any]:
+    ids = [i for p in parts for i in p["ids"]]
+    pos = torch.tensor([x for p in parts for x in p["pos"]], dtype=torch.long)
+    order = torch.argsort(pos)
+    views = [x for p in parts for x in p["views"]]
+    n_views, dim = len(header["plan"]), header["embed_dim"]
+    stack = lambda xs, shape: torch.stack(xs)[order] if xs else torch.zeros(shape)  # noqa: E731
+    skipped = sorted((s for p in parts for s in p["skipped"]), key=lambda s: s["list_position"])
+    return {
+        **header,
+        "video_ids": [ids[i] for i in order.tolist()],
+        "labels": torch.tensor([x for p in parts for x in p["labels"]], dtype=torch.long)[order],
+        "views": stack(views, (0, n_views, dim)),
+        "infer": stack([x for p in parts for x in p["infer"]], (0, dim)),
+        "num_frames": torch.tensor([x for p in parts for x in p["num_frames"]], dtype=torch.long)[order],
+        "list_position": pos[order],
+        "skipped": skipped,
+        "n_listed_in_shards": n_listed,
+    }

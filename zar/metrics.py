@@ -1,0 +1,58 @@
+"""Accuracy metrics and aggregation over splits."""
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import numpy as np
+
+
+def topk_hits(scores: np.ndarray, labels: np.ndarray, k: int) -> np.ndarray:
+    """Boolean (N,): is the label among the k highest scores? Ties broken by lower class index."""
+    scores = np.asarray(scores, dtype=np.float64)
+    labels = np.asarray(labels)
+    k = min(k, scores.shape[1])
+    order = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+    return (order == labels[:, None]).any(axis=1)
+
+
+def accuracy_summary(scores: np.ndarray, labels: np.ndarray, n_classes: int) -> dict:
+    """top-1, top-5 and mean per-class accuracy (%), with per-class top-1 and counts."""
+    labels = np.asarray(labels)
+    if len(labels) == 0:
+        return {"top1": None, "top5": None, "mean_class_acc": None, "per_class": []}
+    top1 = topk_hits(scores, labels, 1)
+    top5 = topk_hits(scores, labels, 5)
+    per_class = []
+    accs = []
+    for c in range(n_classes):
+        m = labels == c
+        n = int(m.sum())
+        acc = float(top1[m].mean() * 100) if n else None
+        per_class.append({"class_index": c, "n": n, "top1": acc})
+        if n:
+            accs.append(acc)
+    return {
+        "top1": float(top1.mean() * 100),
+        "top5": float(top5.mean() * 100),
+        "mean_class_acc": float(np.mean(accs)),
+        "per_class": per_class,
+    }
+
+
+def mean_std(values: Sequence[float | None]) -> tuple[float | None, float | None]:
+    """Mean and sample standard deviation (ddof=1) over splits; std is None for one value."""
+    vals = [float(v) for v in values if v is not None]
+    if not vals:
+        return None, None
+    mean = sum(vals) / len(vals)
+    if len(vals) < 2:
+        return mean, None
+    var = sum((v - mean) ** 2 for v in vals) / (len(vals) - 1)
+    return mean, math.sqrt(var)
+
+
+def harmonic_mean(a: float | None, b: float | None) -> float | None:
+    if a is None or b is None:
+        return None
+    return 0.0 if a + b == 0 else 2 * a * b / (a + b)

@@ -1,0 +1,119 @@
+"""CoOp-style prompt learner, as TPT uses it (PROTOCOL §2).
+
+The text ``"a video of a {c}."`` is tokenised per class; the token embeddings of the words of
+the context ("a video of a") are replaced by one shared, learnable ``(n_ctx, width)``
+parameter, initialised to those raw token embeddings (no positional embedding). With the
+context at its init the features equal ``encode_text(tokenize("a video of a {c}."))``.
+"""
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from zar.utils import UserError
+
+
+def class_text(name: str) -> str:
+    """The words the text encoder reads for a class name (underscores to spaces)."""
+    return " ".join(name.replace("_", " ").split())
+
+
+def _text_tower(model: nn.Module) -> SimpleNamespace:
+    """The text-tower parts of an open_clip model, for ``CLIP`` and ``CustomTextCLIP`` alike."""
+    t = getattr(model, "text", None)
+    if t is not None:  # CustomTextCLIP: parts under model.text
+        if getattr(t, "cls_emb", None) is not None:
+            raise UserError("text towers with an appended class token (CoCa) are not supported")
+        if not hasattr(t, "token_embedding"):
+            raise UserError(f"text tower {type(t).__name__} has no token embedding (HF text towers are not supported)")
+        return SimpleNamespace(
+            token_embedding=t.token_embedding, positional_embedding=t.positional_embedding,
+            transformer=t.transformer, ln_final=t.ln_final, text_projection=t.text_projection,
+            attn_mask=t.attn_mask, pool_type=t.pool_type, eos_id=getattr(t, "eos_id", None),
+            pad_id=getattr(t, "pad_id", 0), use_pad_mask=getattr(t, "use_pad_mask", False),
+            context_length=t.context_length, owner=t,
+        )
+    return SimpleNamespace(
+        token_embedding=model.token_embedding, positional_embedding=model.positional_embedding,
+        transformer=model.transformer, ln_final=model.ln_final, text_projection=model.text_projection,
+        attn_mask=model.attn_mask, pool_type=getattr(model, "text_pool_type", "argmax"),
+        eos_id=getattr(model, "text_eos_id", None), pad_id=0, use_pad_mask=False,
+        context_length=model.context_length, owner=model,
+    )
+
+
+def _pool(x: torch.Tensor, tokens: torch.Tensor, pool_type: str, eos_id: int | None) -> torch.Tensor:
+    rows = torch.arange(x.shape[0], device=x.device)
+    if pool_type == "argmax":
+        return x[rows, tokens.argmax(dim=-1)]
+    if pool_type == "eos":
+        return x[rows, (tokens == eos_id).int().argmax(dim=-1)]
+    if pool_type == "last":
+        return x[:, -1]
+    if pool_type == "first":
+        return x[:, 0]
+    raise UserError(f"text pooling {pool_type!r} is not supported")
+
+
+class PromptLearner(nn.Module):
+    """Learnable shared context for all classes; ``forward()`` returns (K, D) L2-normalised text features."""
+
+    def __init__(self, model: nn.Module, classnames: list[str], ctx_init: str = "a video of a",
+                 tokenizer=None):
+        super().__init__()
+        import open_clip
+
+        if not classnames:
+            raise UserError("PromptLearner: no class names")
+        self._tower = _text_tower(model)
+        tok = tokenizer or open_clip.get_tokenizer("ViT-B-16")
+        self.ctx_init = ctx_init
+        self.classnames = list(classnames)
+        prompts = [f"{ctx_init} {class_text(c)}." for c in classnames]
+        ctx_len = self._tower.context_length
+        init_tokens = tok([ctx_init], context_length=ctx_len)[0]
+        n_ctx = int((init_tokens != 0).sum().item()) - 2  # minus start and end tokens
+        if n_ctx < 1:
+            raise UserError(f"context init {ctx_init!r} has no tokens")
+        tokens = tok(prompts, context_length=ctx_len)
+        if hasattr(tok, "encode"):  # the tokenizer truncates silently: refuse instead
+            for p in prompts:
+                if len(tok.encode(p)) + 2 > ctx_len:
+                    raise UserError(f"prompt {p!r} is longer than {ctx_len} tokens and would be truncated")
+        if not torch.equal(tokens[:, 1:1 + n_ctx], init_tokens[1:1 + n_ctx].expand(len(prompts), -1)):
+            raise UserError(f"the context {ctx_init!r} does not tokenise the same inside the prompts")
+        device = self._tower.token_embedding.weight.device
+        tokens = tokens.to(device)
+        with torch.no_grad():
+            emb = self._tower.token_embedding(tokens).float()
+        self.n_ctx = n_ctx
+        self.register_buffer("tokens", tokens, persistent=False)
+        self.register_buffer("prefix", emb[:, :1].clone(), persistent=False)
+        self.register_buffer("suffix", emb[:, 1 + n_ctx:].clone(), persistent=False)
+        self.register_buffer("ctx_init_vectors", emb[0, 1:1 + n_ctx].clone(), persistent=False)
+        self.ctx = nn.Parameter(self.ctx_init_vectors.clone())
+
+    def reset(self) -> None:
+        """Put the context back to its initial vectors (in place: optimisers keep their reference)."""
+        with torch.no_grad():
+            self.ctx.copy_(self.ctx_init_vectors)
+
+    def forward(self) -> torch.Tensor:
+        t = self._tower
+        cast = t.transformer.get_cast_dtype() if hasattr(t.transformer, "get_cast_dtype") else torch.float32
+        k = self.tokens.shape[0]
+        x = torch.cat([self.prefix, self.ctx.unsqueeze(0).expand(k, -1, -1), self.suffix], dim=1).to(cast)
+        x = x + t.positional_embedding.to(cast)
+        attn_mask = t.attn_mask
+        if t.use_pad_mask:
+            attn_mask = t.owner._embeds(self.tokens)[1]
+        x = t.transformer(x, attn_mask=attn_mask)
+        x = t.ln_final(x)
+        x = _pool(x, self.tokens, t.pool_type, t.eos_id)
+        proj = t.text_projection
+        if proj is not None:
+            x = proj(x) if isinstance(proj, nn.Linear) else x @ proj
+        return F.normalize(x, dim=-1)

@@ -1,0 +1,48 @@
+"""``zar splits build|audit``: build the split files from the published sources, or audit them."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from zar.splits.sources import DEFAULT_FETCH_DIR, DEFAULT_SOURCES
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="action", required=True, metavar="{build,audit}")
+    for name, help_text in (
+        ("build", "derive splits/ from the pinned source files (deterministic, byte-stable)"),
+        ("audit", "check every invariant of a splits folder; exit 1 on any violation"),
+    ):
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        p.add_argument("--splits", default="splits", metavar="DIR",
+                       help="the splits folder to write (build) or check (audit) (default: splits)")
+        p.add_argument("--sources", default=DEFAULT_SOURCES, metavar="DIR",
+                       help="mirror of the source files as <owner>__<name>/<path> (default: "
+                            f"{DEFAULT_SOURCES}, relative to the current directory). The audit "
+                            "rebuilds from it when it exists and compares byte for byte")
+        p.add_argument("--fetch", nargs="?", const=DEFAULT_FETCH_DIR, default=None, metavar="CACHE",
+                       help="download source files missing from --sources into CACHE (default: "
+                            f"{DEFAULT_FETCH_DIR}) from raw.githubusercontent.com at the pinned "
+                            "commits; each must match its pinned sha256")
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.action == "build":
+        from zar.splits.build import build
+
+        files = build(args.sources, args.splits, args.fetch)
+        print(f"zar splits build: {len(files)} files in {args.splits}")
+        return 0
+    from zar.splits.audit import audit
+
+    a = audit(args.splits, args.sources, args.fetch)
+    for n in a.notes:
+        print(f"note: {n}")
+    if a.violations:
+        for v in a.violations:
+            print(f"FAIL {v}", file=sys.stderr)
+        print(f"zar splits audit: {len(a.violations)} violation(s) in {args.splits}", file=sys.stderr)
+        return 1
+    print(f"zar splits audit: {args.splits} OK ({len(a.classes)} class lists, "
+          f"{len(a.videos)} video lists, {sum(map(len, a.videos.values())):,} rows)")
+    return 0
