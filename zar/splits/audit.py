@@ -344,3 +344,96 @@ def audit(root: str | Path, sources_dir: str | Path | None = None,
     else:
         a.notes.append(f"rebuild check skipped: no sources directory {sources_dir}")
     return a
+
+
+def audit_generic(root: str | Path) -> Audit:
+    """The checks that hold for any folder in the split layout (e.g. the demo's synthetic
+    splits): manifest, formats, sorted rows, no duplicates, every video's class in the class
+    list beside it, the same video with the same class everywhere, base vs novel classes and
+    training vs evaluation videos disjoint, and no zero-shot class among the fine-tuning
+    classes (``k400/classes.csv``). No official counts and no rebuild."""
+    a = Audit(Path(root))
+    if not a.root.is_dir():
+        raise UserError(f"{root}: no such splits directory")
+    check_manifest(a)
+    files = sorted(_files(a.root))
+    csvs = [rel for rel in files if rel.endswith(".csv")]
+    if not csvs:
+        a.fail(".", "no split files")
+    class_lists = [rel for rel in csvs if rel.rsplit("/", 1)[-1] in ("classes.csv", "novel220.csv", "val_classes.csv")]
+    for rel in class_lists:
+        ds = rel.split("/")[0]
+        if ds not in ("k400", "k600", "ucf101", "hmdb51"):
+            a.fail(rel, f"unknown dataset folder {ds!r}")
+            continue
+        got = _read(a, rel)
+        if got is not None:
+            check_classes(a, rel, len(got[1]))
+    for rel in csvs:
+        if rel in class_lists:
+            continue
+        got = _read(a, rel)
+        if got is None:
+            continue
+        _check_videos_generic(a, rel, got)
+    for ds in ("k400", "hmdb51", "ucf101", "k600"):
+        _check_b2n_generic(a, ds)
+    check_same_video_same_label(a)
+    seen = set(a.classes.get("k400/classes.csv", []))
+    for rel, names in sorted(a.classes.items()):
+        if "/zeroshot/" in rel and not rel.startswith("k400/"):
+            leak = sorted(set(names) & seen)
+            if leak:
+                a.fail(rel, f"zero-shot classes that are fine-tuning classes (k400/classes.csv): {leak[:5]}")
+    return a
+
+
+def _check_videos_generic(a: Audit, rel: str, got) -> None:
+    header, rows = got
+    if tuple(header[:4]) != VIDEO_HEADER:
+        a.fail(rel, f"header {','.join(header)!r}, expected to start with {','.join(VIDEO_HEADER)!r}")
+        return
+    classes_rel = rel.rsplit("/", 1)[0] + "/classes.csv" if "/" in rel else "classes.csv"
+    classes = a.classes.get(classes_rel)
+    if classes is None:
+        a.fail(rel, f"no readable {classes_rel} beside it")
+        return
+    bad, out, first = [], [], {}
+    for n, r in enumerate(rows, start=2):
+        if len(r) != len(header) or not r[3].isdigit() or not r[0] or not r[1]:
+            bad.append(f"line {n}: malformed row {','.join(r)!r}")
+            continue
+        vid, path, cls, idx = r[0], r[1], r[2], int(r[3])
+        if vid in first:
+            bad.append(f"duplicate video {vid} (lines {first[vid]} and {n})")
+        first.setdefault(vid, n)
+        if cls not in classes:
+            bad.append(f"line {n}: video {vid}: class {cls!r} is not in {classes_rel}")
+        elif idx >= len(classes) or classes[idx] != cls:
+            bad.append(f"line {n}: video {vid}: class_index {idx} is not {cls!r} in {classes_rel}")
+        if path.startswith("/") or ".." in path.split("/"):
+            bad.append(f"line {n}: video {vid}: path {path!r} must be relative, inside the video root")
+        out.append((vid, path, cls, idx, tuple(r[4:])))
+    keys = [(x[3], x[0]) for x in out]
+    if keys != sorted(keys):
+        bad.append("rows are not sorted by (class_index, video_id)")
+    a.fail_rows(rel, bad)
+    if not rows:
+        a.fail(rel, "no videos")
+    a.videos[rel] = out
+
+
+def _check_b2n_generic(a: Audit, ds: str) -> None:
+    base, novel = a.classes.get(f"{ds}/b2n/base/classes.csv"), a.classes.get(f"{ds}/b2n/novel/classes.csv")
+    if base is None or novel is None:
+        return
+    if set(base) & set(novel):
+        a.fail(f"{ds}/b2n/novel/classes.csv", f"classes also in base/classes.csv: {sorted(set(base) & set(novel))[:5]}")
+    tests = _ids(a, f"{ds}/b2n/base/test.csv") | _ids(a, f"{ds}/b2n/novel/test.csv")
+    for rel in sorted(r for r in a.videos if r.startswith(f"{ds}/b2n/base/train_s")):
+        leak = sorted(_ids(a, rel) & tests)
+        if leak:
+            a.fail(rel, f"training videos that are also evaluation videos: {leak[:5]}")
+        shots = Counter(r[3] for r in a.videos[rel])
+        if len(set(shots.values())) > 1 or len(shots) != len(base):
+            a.fail(rel, f"every base class needs the same number of shots; got {dict(list(shots.items())[:4])}")

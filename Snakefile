@@ -1,0 +1,29 @@
+# The ZAR benchmark workflow: raw data -> splits -> fine-tuning -> encode -> tune -> tables.
+#   snakemake --cores all results/table1.md                       (the paper; GPU, data)
+#   snakemake --cores all --directory demo results/table1.md      (the demo; CPU, minutes)
+# See README.md for targets, the SLURM profile and rerunning one ablation.
+from snakemake.utils import min_version, validate
+
+min_version("9.0")
+
+
+configfile: "config/config.yaml"
+
+
+validate(config, "workflow/schemas/config.schema.yaml")
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/download.smk"
+include: "workflow/rules/decode.smk"
+include: "workflow/rules/splits.smk"
+include: "workflow/rules/train.smk"
+include: "workflow/rules/encode.smk"
+include: "workflow/rules/tune.smk"
+include: "workflow/rules/tables.smk"
+
+
+rule all:
+    input:
+        W.all_tables(config),
+    default_target: True

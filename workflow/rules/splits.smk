@@ -1,0 +1,41 @@
+# The split files. For the paper they are committed in splits/ (built from the published
+# sources by `zar splits build`); the audit checks every invariant before anything is
+# evaluated. The demo builds its own synthetic splits with the same layout.
+
+
+rule splits:
+    output:
+        f"{SPLITS}/MANIFEST.sha256",
+    log:
+        f"{LOGS}/splits/build.log",
+    params:
+        builder=config["splits"]["builder"],
+        sources=config["splits"]["sources"],
+        demo_config=config.get("demo_data_config", ""),
+        splits=lambda w, output: os.path.dirname(output[0]),
+    conda:
+        "../../environment.yml"
+    shell:
+        "if [ {params.builder} = demo ]; then"
+        "  zar demo-data splits --out {params.splits} --config {params.demo_config};"
+        " else"
+        "  zar splits build --splits {params.splits} --sources {params.sources};"
+        " fi > {log} 2>&1"
+
+
+rule splits_audit:
+    input:
+        f"{SPLITS}/MANIFEST.sha256",
+    output:
+        f"{RES}/splits/audit.txt",
+    log:
+        f"{LOGS}/splits/audit.log",
+    params:
+        sources=config["splits"]["sources"],
+        expect=config["splits"]["builder"],
+        splits=lambda w, input: os.path.dirname(input[0]),
+    conda:
+        "../../environment.yml"
+    shell:
+        "zar splits audit --splits {params.splits} --sources {params.sources} --expect {params.expect}"
+        " > {output}.tmp 2> {log} && mv {output}.tmp {output}"

@@ -1,0 +1,26 @@
+# The paper's tables: ours beside the paper's numbers, as .md, .tex and the .csv they come from.
+
+
+localrules:
+    tables,
+    splits,
+    splits_audit,
+    download_annotations,
+
+
+rule tables:
+    input:
+        lambda w: W.table_inputs(config, int(w.table)),
+    output:
+        md=f"{RES}/table{{table}}.md",
+        tex=f"{RES}/table{{table}}.tex",
+        csv=f"{RES}/table{{table}}.csv",
+    log:
+        f"{LOGS}/tables/table{{table}}.log",
+    params:
+        spec=lambda w: shlex.quote(json.dumps(W.table_spec(config, int(w.table)))),
+        prefix=lambda w: f"{RES}/table{w.table}",
+    conda:
+        "../../environment.yml"
+    shell:
+        "zar tables --spec {params.spec} --out {params.prefix} > {log} 2>&1"

@@ -1,0 +1,324 @@
+"""``zar download``: fetch a dataset's raw videos and write a manifest of every listed video.
+
+Sources: ``youtube`` (Kinetics clips through yt-dlp, cut with ffmpeg), ``cvdf`` (Kinetics
+archive parts of the CVDF mirror), ``official`` (UCF101/HMDB51 archives). Idempotent and
+resumable: a video already under its final name is never fetched again (files only get
+their final name after a check), interrupted HTTP downloads continue with Range requests,
+archive parts and archives already extracted have ``.done`` markers, and videos that YouTube
+reports gone are not asked for again unless ``--retry-gone``.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from pathlib import Path, PurePosixPath
+
+from zar.data import kinetics, official
+from zar.data.fetch import FetchError, RateLimiter, http_download
+from zar.data.manifest import (DOWNLOAD_COLUMNS, ListEntry, entry_problem, read_lists,
+                               read_manifest, summary_line, write_manifest)
+from zar.data.media import container_problem, require_tool, sigterm_as_interrupt
+from zar.data.sources import Remote, Sources, load_sources
+from zar.utils import UserError, atomic_write_text, progress, provenance, write_json
+
+log = logging.getLogger(__name__)
+
+DATASETS = ("k400", "k600", "ucf101", "hmdb51")
+CHECKPOINT_SECONDS = 60.0
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--dataset", required=True, choices=DATASETS, help="which dataset")
+    p.add_argument("--source", choices=("youtube", "cvdf", "official"),
+                   help="where videos come from: Kinetics 'cvdf' (default) or 'youtube'; "
+                        "UCF101/HMDB51 'official' (default)")
+    p.add_argument("--root", help="dataset folder (default data/<dataset>)")
+    p.add_argument("--list", action="append", default=[], metavar="CSV",
+                   help="video list(s) to fetch (shared video-list format; repeatable). "
+                        "Kinetics needs one; UCF101/HMDB51 default to every video of the "
+                        "official split files")
+    p.add_argument("--annotations", action="store_true",
+                   help="Kinetics: fetch the train/val annotation CSVs and write "
+                        "<root>/lists/{train,val}.csv and classes.csv; fetch no videos")
+    p.add_argument("--workers", type=int, default=4, help="parallel downloads (default 4)")
+    p.add_argument("--rate-limit", type=float, default=10.0, metavar="N",
+                   help="YouTube: start at most N clips per minute over all workers "
+                        "(default 10; 0 = no limit)")
+    p.add_argument("--retries", type=int, default=3,
+                   help="retries of a failed transfer, with exponential backoff (default 3)")
+    p.add_argument("--retry-gone", action="store_true",
+                   help="YouTube: ask again for videos an earlier run found gone")
+    p.add_argument("--keep-archives", action="store_true",
+                   help="keep downloaded archives after extraction (default: delete them)")
+    p.add_argument("--sources", metavar="FILE",
+                   help="YAML/JSON overriding URLs and sha256 pins of zar/data/sources.py")
+
+
+def run(args: argparse.Namespace) -> int:
+    ds = args.dataset
+    root = Path(args.root or f"data/{ds}")
+    kinetic = ds in ("k400", "k600")
+    source = args.source or ("cvdf" if kinetic else "official")
+    if kinetic == (source == "official"):
+        raise UserError(f"--source {source} does not apply to {ds}")
+    sources = load_sources(args.sources)
+    if args.annotations:
+        if not kinetic:
+            raise UserError("--annotations is for Kinetics (k400, k600)")
+        try:
+            write_annotation_lists(ds, root, sources, retries=args.retries)
+        except FetchError as e:
+            raise UserError(f"download failed: {e.reason}") from None
+        return 0
+    entries = read_lists(args.list) if args.list else None
+    if kinetic and entries is None:
+        raise UserError(f"give --list CSV (e.g. splits/k600/zeroshot/split1/test.csv, or "
+                        f"{root}/lists/train.csv made by --annotations)")
+    if args.workers < 1 or args.retries < 0:
+        raise UserError("--workers must be >= 1 and --retries >= 0")
+    d = Downloader(ds, root, source, sources, workers=args.workers, rate_limit=args.rate_limit,
+                   retries=args.retries, retry_gone=args.retry_gone, keep_archives=args.keep_archives)
+    try:
+        with sigterm_as_interrupt():
+            rows = d.run(entries)
+    except FetchError as e:
+        raise UserError(f"download failed: {e.reason}") from None
+    listed = [rows[e.video_id] for e in d.entries]
+    print(f"{ds}: {summary_line(listed)}; manifest {d.manifest_path}")
+    return 0
+
+
+def write_annotation_lists(ds: str, root: Path, sources: Sources, *, retries: int = 3,
+                           backoff: float = 2.0) -> dict[str, int]:
+    version = ds[1:]
+    annotated, rejected = [], []
+    for split in ("train", "val"):
+        remote = sources.remote(f"k{version}_annotations_{split}")
+        dest = root / "annotations" / f"{split}.csv"
+        if not dest.exists():
+            http_download(remote.url, dest, sha256=remote.sha256, retries=retries, backoff=backoff)
+        rows, bad = kinetics.parse_annotations(dest.read_text(encoding="utf-8"), split, str(dest))
+        annotated += rows
+        rejected += bad
+    classes, lists = kinetics.build_lists(annotated)
+    kinetics.write_lists(root / "lists", classes, lists)
+    if rejected:
+        log.warning("%d annotation rows rejected, e.g. %s: %s (all in %s)", len(rejected),
+                    *rejected[0], root / "lists" / "rejected.txt")
+    atomic_write_text(root / "lists" / "rejected.txt", "".join(f"{w}\t{r}\n" for w, r in rejected))
+    counts = {s: len(v) for s, v in lists.items()}
+    print(f"{ds}: {len(classes)} classes; " + ", ".join(f"{s} {n} videos" for s, n in counts.items())
+          + f"; {len(rejected)} rows rejected; lists in {root / 'lists'}")
+    return counts
+
+
+class Downloader:
+    """One download run: fetch, then account for every listed video in the manifest."""
+
+    def __init__(self, ds: str, root: Path, source: str, sources: Sources, *, workers: int = 4,
+                 rate_limit: float = 10.0, retries: int = 3, backoff: float = 2.0,
+                 throttle_pause: float = 300.0, retry_gone: bool = False,
+                 keep_archives: bool = False):
+        self.ds, self.root, self.source, self.sources = ds, Path(root), source, sources
+        self.workers, self.rate_limit, self.retries, self.backoff = workers, rate_limit, retries, backoff
+        self.throttle_pause, self.retry_gone, self.keep_archives = throttle_pause, retry_gone, keep_archives
+        self.manifest_path = self.root / "download_manifest.csv"
+        self.previous = read_manifest(self.manifest_path)
+        self.outcomes: dict[str, str] = {}  # video id -> reason it is missing, from this run
+        self.archives: list[dict] = []
+        self.entries: list[ListEntry] = []
+        self._last_checkpoint = time.monotonic()
+        self.stop = threading.Event()
+
+    # -- the run
+    def run(self, entries: list[ListEntry] | None) -> dict[str, dict]:
+        self.root.mkdir(parents=True, exist_ok=True)
+        try:
+            if self.source == "official":
+                self.archives = official.fetch_and_extract(
+                    self.ds, self.root, self.sources, retries=self.retries, backoff=self.backoff,
+                    keep_archives=self.keep_archives)
+                if entries is None:
+                    entries = official.official_entries(self.ds, self.root / "annotations")
+                self.entries = entries
+                extracted = {p for rec in self.archives for p in rec.get("videos", ())}
+                for e in entries:
+                    self.outcomes[e.video_id] = (
+                        "extracted once but gone from raw/ (delete archives/*.done to extract again)"
+                        if e.path in extracted else "not in the archive")
+            else:
+                self.entries = entries
+                valid = [e for e in entries if self.problem(e) is None]
+                if self.source == "youtube":
+                    self._youtube(valid)
+                else:
+                    self._cvdf(valid)
+        except KeyboardInterrupt:
+            self.stop.set()
+            self.write()
+            raise
+        return self.write()
+
+    def problem(self, e: ListEntry) -> str | None:
+        why = entry_problem(e)
+        if why is None and self.ds in ("k400", "k600"):
+            why = kinetics.entry_problem(e)
+        return why
+
+    def dest(self, e: ListEntry) -> Path:
+        return self.root / "raw" / Path(*PurePosixPath(e.path).parts)
+
+    # -- manifest
+    def rows(self) -> dict[str, dict]:
+        rows = dict(self.previous)
+        for e in self.entries:
+            row = {"video_id": e.video_id, "path": e.path, "source": self.source, "bytes": ""}
+            why = self.problem(e)
+            if why:
+                row.update(status="missing", reason=why)
+            elif self.dest(e).exists():
+                bad = container_problem(self.dest(e))
+                row.update(status="corrupt" if bad else "ok", reason=bad or "",
+                           bytes=self.dest(e).stat().st_size)
+            else:
+                old = self.previous.get(e.video_id, {})
+                reason = self.outcomes.get(e.video_id) or (
+                    old.get("reason") if old.get("status") == "missing" else None)
+                row.update(status="missing", reason=reason or "not downloaded yet")
+            rows[e.video_id] = row
+        return rows
+
+    def write(self) -> dict[str, dict]:
+        rows = self.rows()
+        write_manifest(self.manifest_path, rows, DOWNLOAD_COLUMNS)
+        listed = [rows[e.video_id] for e in self.entries]
+        write_json(self.root / "download_manifest.json", {
+            "dataset": self.ds, "source": self.source, "archives": self.archives,
+            "last_run": {"listed": len(listed), **{s: sum(r["status"] == s for r in listed)
+                                                   for s in ("ok", "missing", "corrupt")}},
+            "provenance": provenance()})
+        self._last_checkpoint = time.monotonic()
+        return rows
+
+    def _checkpoint(self) -> None:
+        if time.monotonic() - self._last_checkpoint > CHECKPOINT_SECONDS:
+            self.write()
+
+    # -- YouTube
+    def _youtube(self, entries: list[ListEntry]) -> None:
+        todo = []
+        for e in entries:
+            old = self.previous.get(e.video_id, {})
+            if self.dest(e).exists():
+                continue
+            if (not self.retry_gone and old.get("status") == "missing"
+                    and old.get("reason", "").startswith("gone:")):
+                continue
+            todo.append(e)
+        log.info("%d of %d listed clips to fetch from YouTube", len(todo), len(entries))
+        if not todo:
+            return
+        s = self.sources.settings
+        clips = kinetics.YoutubeClips(s["youtube_url"], s["youtube_format"], s["youtube_cookies"],
+                                      ffmpeg=require_tool("ffmpeg"), ffprobe=require_tool("ffprobe"))
+        limiter = RateLimiter(self.rate_limit)
+
+        def job(e: ListEntry):
+            yid, start, end = kinetics.parse_video_id(e.video_id)
+            return kinetics.fetch_with_retries(lambda: clips.fetch(yid, start, end, self.dest(e)),
+                                               limiter, self.retries, self.backoff,
+                                               self.throttle_pause, self.stop)
+
+        self._pool(todo, job, "youtube")
+
+    def _pool(self, items, job, desc: str) -> None:
+        pool = ThreadPoolExecutor(self.workers)
+        try:
+            futures = {pool.submit(job, it): it for it in items}
+            for fut in progress(as_completed(futures), total=len(futures), desc=desc):
+                item = futures[fut]
+                status, reason = fut.result()
+                if status != "ok":
+                    key = item.video_id if isinstance(item, ListEntry) else item
+                    self.outcomes[key] = reason
+                self._checkpoint()
+        except BaseException:
+            self.stop.set()
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise
+        pool.shutdown(wait=True)
+
+    # -- CVDF
+    def _cvdf(self, entries: list[ListEntry]) -> None:
+        version = self.ds[1:]
+        by_split: dict[str, list[ListEntry]] = {}
+        for e in entries:
+            by_split.setdefault(e.path.split("/", 1)[0], []).append(e)
+        for split, ents in sorted(by_split.items()):
+            wanted = {PurePosixPath(e.path).name: self.dest(e) for e in ents if not self.dest(e).exists()}
+            log.info("%s %s: %d of %d listed clips to extract", self.ds, split, len(wanted), len(ents))
+            if not wanted:
+                continue
+            try:
+                failed = self._cvdf_split(version, split, wanted)
+            except FetchError as e:
+                failed = [f"part list: {e.reason}"]
+            for e in ents:
+                if failed:
+                    self.outcomes[e.video_id] = (f"not extracted: {len(failed)} archive part(s) of "
+                                                 f"{split} failed, e.g. {failed[0]}")
+                else:
+                    self.outcomes[e.video_id] = f"not in the CVDF archives of {split}"
+
+    def _cvdf_split(self, version: str, split: str, wanted: dict[str, Path]) -> list[str]:
+        """Process the parts of one split that may hold wanted clips; return failure reasons."""
+        folder = self.root / "archives" / "cvdf" / split
+        lst = self.sources.remote(f"k{version}_cvdf_{split}")
+        list_file = folder / lst.filename
+        if not list_file.exists():
+            http_download(lst.url, list_file, sha256=lst.sha256, retries=self.retries, backoff=self.backoff)
+        urls = kinetics.part_urls(list_file.read_text(encoding="utf-8"), str(list_file))
+        first = []
+        if version == "400" and split == "train":  # replacements first: they win over the parts
+            first = [self.sources.remote("k400_cvdf_replacement").url]
+        todo = []
+        for url in first + urls:
+            marker = kinetics.read_marker(folder / f"{_part_name(url)}.done")
+            if marker is None or set(marker.get("members", ())) & wanted.keys():
+                todo.append(url)
+        failures: list[str] = []
+
+        def job(url: str):
+            if self.stop.is_set():
+                return "missing", "interrupted"
+            try:
+                self._cvdf_part(url, folder, wanted)
+                return "ok", ""
+            except FetchError as e:
+                failures.append(e.reason)
+                return "missing", e.reason
+
+        head = [u for u in todo if u in first]
+        for url in head:
+            if job(url)[0] != "ok":
+                return failures  # without the replacements, parts would bring back broken clips
+        self._pool([u for u in todo if u not in first], job, f"{self.ds} {split} parts")
+        return failures
+
+    def _cvdf_part(self, url: str, folder: Path, wanted: dict[str, Path]) -> None:
+        name = _part_name(url)
+        fetched = http_download(url, folder / name, retries=self.retries, backoff=self.backoff)
+        names = kinetics.extract_part(fetched.path, wanted)
+        write_json(folder / f"{name}.done", {"url": url, "bytes": fetched.bytes,
+                                             "sha256": fetched.sha256, "members": sorted(names)})
+        self.archives.append({"url": url, "bytes": fetched.bytes, "sha256": fetched.sha256,
+                              "clips": len(names)})
+        if not self.keep_archives:
+            kinetics.os_remove(fetched.path)
+
+
+def _part_name(url: str) -> str:
+    return Remote(url).filename
