@@ -22,26 +22,13 @@ def models():
     return cpu, gpu, pre
 
 
-def _write_with_pyav(path, frames, fps=15):
-    """GPU machines may lack the ffmpeg program: write with PyAV's own encoder."""
-    import av
-
-    with av.open(str(path), "w") as c:
-        s = c.add_stream("mpeg4", rate=fps)
-        s.width, s.height, s.pix_fmt = frames.shape[2], frames.shape[1], "yuv420p"
-        for f in frames:
-            for packet in s.encode(av.VideoFrame.from_ndarray(f, format="rgb24")):
-                c.mux(packet)
-        for packet in s.encode():
-            c.mux(packet)
-    return path
-
-
 def test_encoding_on_cuda_matches_cpu(models, tmp_path):
+    from _train_data import write_video  # PyAV's own encoder: GPU machines may lack the ffmpeg program
     from conftest import moving_square
 
     cpu, gpu, pre = models
-    path = _write_with_pyav(tmp_path / "v.mp4", moving_square(n=40))
+    path = tmp_path / "v.mp4"
+    write_video(path, moving_square(n=40), fps=15)
     cfg = ViewConfig(crops=9)
     prepared = prepare_video(VideoRow("v", str(path), 0, ""), cfg, pre)
     v_cpu, i_cpu = VideoEncoder(cpu, pre, cfg, "cpu").encode(prepared)

@@ -205,3 +205,54 @@ def test_cli_exit_codes_and_messages(copy, tmp_path, capsys):
     assert f"FAIL {copy}/hmdb51/zeroshot/split2/test.csv: duplicate video" in err
     assert "violation(s)" in err
     assert main(["splits", "audit", "--splits", str(tmp_path / "nope"), "--sources", no_sources]) == 2
+
+
+# ----------------------------------------------------------------------------- any folder in the layout (the demo's)
+def _demo_splits(tmp_path):
+    from zar.demo import load_config, write_splits
+
+    out = tmp_path / "demo_splits"
+    write_splits(load_config(None), out)
+    return out
+
+
+def _rewrite(root, rel, edit):
+    import hashlib
+
+    path = root / rel
+    path.write_text(edit(path.read_text()))
+    manifest = root / "MANIFEST.sha256"
+    lines = []
+    for line in manifest.read_text().splitlines():
+        digest, name = line.split("  ", 1)
+        if name == rel:
+            digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        lines.append(f"{digest}  {name}")
+    manifest.write_text("\n".join(lines) + "\n")
+
+
+def test_generic_audit_passes_on_demo_splits_and_catches_leaks(tmp_path):
+    from zar.splits.audit import audit_generic
+
+    root = _demo_splits(tmp_path)
+    assert audit_generic(root).violations == []
+    # a fine-tuning class in a zero-shot split
+    ft_class = (root / "k400/classes.csv").read_text().splitlines()[1].split(",")[1]
+    rel = "k600/zeroshot/split1/classes.csv"
+    _rewrite(root, rel, lambda t: t.replace(t.splitlines()[1].split(",")[1], ft_class, 1))
+    v = audit_generic(root).violations
+    assert any(rel in x and "fine-tuning classes" in x and ft_class in x for x in v), v
+
+
+def test_generic_audit_catches_duplicates_and_stale_manifest(tmp_path):
+    from zar.splits.audit import audit_generic
+
+    root = _demo_splits(tmp_path)
+    rel = "hmdb51/zeroshot/split1/test.csv"
+    _rewrite(root, rel, lambda t: t + t.splitlines()[-1] + "\n")
+    v = audit_generic(root).violations
+    assert any(rel in x and "duplicate video" in x for x in v), v
+    (root / "ucf101/zeroshot/split2/test.csv").write_text("video_id,path,class_name,class_index\n")
+    v = audit_generic(root).violations
+    assert any("ucf101/zeroshot/split2/test.csv" in x and "MANIFEST" in x for x in v), v
+    assert any("ucf101/zeroshot/split2/test.csv" in x and "no videos" in x for x in v), v

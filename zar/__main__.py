@@ -1,3 +1,3 @@
-from zar.cli import main
+from zar.cli import entry
 
-raise SystemExit(main())
+entry()

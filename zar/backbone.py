@@ -65,8 +65,8 @@ def register_configs() -> None:
 
 
 def parse_spec(value: str | dict | BackboneSpec) -> BackboneSpec:
-    """A spec from a name (``vitb16_openai``), ``ARCH:PRETRAINED``, a dict, a JSON file,
-    or a checkpoint written by ``zar train`` (its ``.safetensors`` file or directory)."""
+    """A spec from a name (``vitb16_openai``), ``ARCH:PRETRAINED``, a dict, JSON text or a
+    JSON file, or a checkpoint written by ``zar train`` (its ``.safetensors`` file or directory)."""
     if isinstance(value, BackboneSpec):
         return value
     if isinstance(value, dict):
@@ -81,6 +81,11 @@ def parse_spec(value: str | dict | BackboneSpec) -> BackboneSpec:
     s = str(value)
     if s in NAMED:
         return NAMED[s]
+    if s.lstrip().startswith("{"):
+        try:
+            return parse_spec(json.loads(s))
+        except json.JSONDecodeError as e:
+            raise UserError(f"backbone {s!r}: not valid JSON ({e})") from None
     p = Path(s)
     if p.is_dir() and (p / "model.safetensors").is_file():
         p = p / "model.safetensors"
@@ -253,6 +258,10 @@ def build_model(spec: BackboneSpec | str | dict, device: str | torch.device = "c
     weights = resolve_weights(spec, cache_dir=cache_dir)
     quick = _auto_quick_gelu(spec, weights)
     if weights and weights.endswith(".safetensors") and Path(weights).with_suffix(".json").is_file():
+        meta = checkpoint_spec(Path(weights))  # a zar checkpoint says its architecture and activation
+        if meta.arch != spec.arch:
+            raise UserError(f"{weights}: a {meta.arch} checkpoint, but the spec asks for {spec.arch}")
+        quick = bool(meta.quick_gelu) if spec.quick_gelu is None else bool(spec.quick_gelu)
         model = open_clip.create_model(spec.arch, pretrained=None, force_quick_gelu=quick)
         load_checkpoint_weights(model, weights)
     elif weights is None:

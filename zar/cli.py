@@ -87,5 +87,26 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
 
+def entry() -> None:
+    """The console script: run, then leave without the interpreter's slow teardown.
+
+    Tearing down torch and its CUDA libraries takes one to two seconds per process, which
+    adds up over the hundreds of short jobs of a workflow. Exit handlers still run (they
+    stop the video-reader workers and free their shared memory), streams are flushed.
+    """
+    import atexit
+    import os
+
+    try:
+        rc = main()
+    except SystemExit as e:  # argparse errors and --help
+        rc = e.code if isinstance(e.code, int) else (0 if e.code is None else 2)
+    logging.shutdown()
+    atexit._run_exitfuncs()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(rc)
+
+
 if __name__ == "__main__":
-    raise SystemExit(main())
+    entry()

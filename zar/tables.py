@@ -18,12 +18,18 @@ from zar.metrics import harmonic_mean, mean_std
 from zar.utils import UserError, atomic_write_text, read_json
 
 TITLES = {
-    1: "Table 1: zero-shot top-1 (%) on HMDB-51, UCF101 and K600, mean ± std over 3 splits",
-    2: "Table 2: base-to-novel top-1 (%), mean over 3 16-shot training lists; HM = harmonic mean",
-    3: "Table 3: confidence-selection ratio (%) vs top-1 (%), K400-fine-tuned backbone",
-    4: "Table 4: sampling rates kept vs top-1 (%), K400-fine-tuned backbone",
-    5: "Table 5: number of crops vs top-1 (%), K400-fine-tuned backbone",
+    1: "Table 1: zero-shot top-1 (%), mean ± std over {n} split(s)",
+    2: "Table 2: base-to-novel top-1 (%), mean over {n} few-shot training list(s); HM = harmonic mean of the means",
+    3: "Table 3: confidence-selection ratio (%) vs top-1 (%), K400-fine-tuned backbone, {n} split(s)",
+    4: "Table 4: sampling rates kept vs top-1 (%), K400-fine-tuned backbone, {n} split(s)",
+    5: "Table 5: number of crops vs top-1 (%), K400-fine-tuned backbone, {n} split(s)",
 }
+
+
+def title(spec: dict) -> str:
+    """The table's title, with the number of runs (splits or shot lists) behind each cell."""
+    n = max((len(files) for row in spec["rows"] for files in row["cells"].values()), default=0)
+    return TITLES[spec["table"]].format(n=n)
 
 
 def _fmt(mean: float | None, std: float | None = None, digits: int = 1) -> str:
@@ -128,7 +134,7 @@ def render_md(spec: dict, records: list[dict]) -> str:
     by = {(r["row"], r["column"]): r for r in records}
     cols = spec["columns"]
     head = ["", *[h for c in cols for h in (f"{_col_title(spec, c)} ours", "paper", "Δ", "videos")]]
-    lines = [f"# {TITLES[spec['table']]}", "", *[f"- {n}" for n in _notes(spec, records)], "",
+    lines = [f"# {title(spec)}", "", *[f"- {n}" for n in _notes(spec, records)], "",
              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     digits = 2 if spec["table"] == 3 else 1
     for row in spec["rows"]:
@@ -170,7 +176,7 @@ def render_tex(spec: dict, records: list[dict]) -> str:
         for label, v in paper.TABLE1_QUOTED.items():
             out.append(_tex_escape(label) + r"$^\dagger$ & " + " & ".join(f"-- & {pm(*v.get(c, (None, None)))}" for c in cols) + r" \\")
     out += [r"\bottomrule", r"\end{tabular}",
-            rf"\caption{{{_tex_escape(TITLES[spec['table']])}. " + _tex_escape(" ".join(_notes(spec, records)))
+            rf"\caption{{{_tex_escape(title(spec))}. " + _tex_escape(" ".join(_notes(spec, records)))
             + (r" $^\dagger$Quoted from the paper." if spec["table"] == 1 else "") + "}",
             r"\end{table}", ""]
     return "\n".join(out)

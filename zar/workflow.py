@@ -66,6 +66,11 @@ def backbone_arg(cfg: dict, backbone: str) -> str:
         if backbone in trained_backbones(cfg):
             return model_dir(cfg, backbone)
         raise KeyError(f"unknown backbone {backbone!r}")
+    if entry.get("quick_gelu") is not None:  # the full spec, as JSON text for the shell
+        import json
+        import shlex
+
+        return shlex.quote(json.dumps({k: entry.get(k) for k in ("arch", "pretrained", "quick_gelu")}))
     pre = entry.get("pretrained") or "none"
     return f"{entry['arch']}:{pre}"
 

@@ -48,6 +48,21 @@ def dataset_lists(dataset):
     return sorted(set(lists))
 
 
+def split_files():
+    """Every file under the splits folder that some rule reads (the outputs of rule `splits`)."""
+    files = {f"{SPLITS}/MANIFEST.sha256"}
+    for ds in ZS_DATASETS:
+        for s in config["zeroshot"]["splits"]:
+            files |= {W.videos_csv(config, ds, f"split{s}"), W.classes_csv(config, ds, f"split{s}")}
+    for ds in config["b2n"]["datasets"]:
+        for sub in ("base", "novel"):
+            files |= {W.videos_csv(config, ds, f"b2n_{sub}"), W.classes_csv(config, ds, f"b2n_{sub}")}
+        files |= {f"{SPLITS}/{ds}/b2n/base/train_s{s}.csv" for s in config["b2n"]["shots"]}
+    for entry in config["training"].values():
+        files |= {f for f in (entry["videos"], entry["classes"]) if f.startswith(f"{SPLITS}/")}
+    return sorted(files)
+
+
 def splits_ready():
     return f"{RES}/splits/audit.txt"
 

@@ -21,6 +21,7 @@ rule decode:
     resources:
         runtime=res("decode", "runtime", 1440),
         mem_mb=res("decode", "mem_mb", 16000),
+    priority: 40  # the fine-tuning waits for this data: schedule it early
     conda:
         "../../environment.yml"
     shell:

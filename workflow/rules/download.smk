@@ -11,6 +11,7 @@ rule download_annotations:
     params:
         root=lambda w: f"{DATA}/{w.dataset}",
         sources=lambda w: f"--sources {config['datasets'][w.dataset]['sources_file']}" if config["datasets"][w.dataset].get("sources_file") else "",
+    priority: 40  # the fine-tuning waits for this data: schedule it early
     conda:
         "../../environment.yml"
     shell:
@@ -37,6 +38,7 @@ rule download:
     resources:
         runtime=res("download", "runtime", 1440),
         mem_mb=res("download", "mem_mb", 8000),
+    priority: 40  # the fine-tuning waits for this data: schedule it early
     conda:
         "../../environment.yml"
     shell:

@@ -21,6 +21,7 @@ rule encode:
         gpu=res("encode", "gpu", 1),
         mem_mb=res("encode", "mem_mb", 32000),
         runtime=res("encode", "runtime", 720),
+    priority: 10  # before tuning jobs, so tuning finds its inputs early
     conda:
         "../../environment.yml"
     shell:

@@ -5,14 +5,15 @@
 
 rule splits:
     output:
-        f"{SPLITS}/MANIFEST.sha256",
+        manifest=f"{SPLITS}/MANIFEST.sha256",
+        files=[f for f in split_files() if not f.endswith("MANIFEST.sha256")],
     log:
         f"{LOGS}/splits/build.log",
     params:
         builder=config["splits"]["builder"],
         sources=config["splits"]["sources"],
         demo_config=config.get("demo_data_config", ""),
-        splits=lambda w, output: os.path.dirname(output[0]),
+        splits=lambda w, output: os.path.dirname(output.manifest),
     conda:
         "../../environment.yml"
     shell:

@@ -152,12 +152,15 @@ def _path_problem(ds: str, rel: str, vid: str, path: str, cls: str) -> str | Non
     return None
 
 
-def check_videos(a: Audit, rel: str, expected: int) -> None:
+def check_videos(a: Audit, rel: str, expected: int | None, official: bool = True) -> None:
+    """A video list: header, rows, classes, paths, sorting; ``expected`` videos (None: any, but
+    some). ``official=False`` (any folder in the layout, e.g. the demo's): extra columns are
+    free and a path only has to stay inside the video root."""
     got = _read(a, rel)
     if got is None:
         return
     header, rows = got
-    extra = ["vifi_subset"] if rel.startswith("k600/") else []
+    extra = ["vifi_subset"] if official and rel.startswith("k600/") else header[4:]
     if header != list(VIDEO_HEADER) + extra:
         a.fail(rel, f"header {','.join(header)!r}, expected {','.join(list(VIDEO_HEADER) + extra)!r}")
         return
@@ -169,7 +172,7 @@ def check_videos(a: Audit, rel: str, expected: int) -> None:
         return
     bad, out, first_line = [], [], {}
     for n, r in enumerate(rows, start=2):
-        if len(r) != len(header) or not r[3].isdigit():
+        if len(r) != len(header) or not r[3].isdigit() or not r[0] or not r[1]:
             bad.append(f"line {n}: malformed row {','.join(r)!r}")
             continue
         vid, path, cls, idx = r[0], r[1], r[2], int(r[3])
@@ -180,19 +183,26 @@ def check_videos(a: Audit, rel: str, expected: int) -> None:
             bad.append(f"line {n}: video {vid}: class {cls!r} is not in {classes_rel}")
         elif idx >= len(classes) or classes[idx] != cls:
             bad.append(f"line {n}: video {vid}: class_index {idx} is not {cls!r} in {classes_rel}")
-        problem = _path_problem(ds, rel, vid, path, cls)
+        if official:
+            problem = _path_problem(ds, rel, vid, path, cls)
+        elif path.startswith("/") or ".." in path.split("/"):
+            problem = f"video {vid}: path {path!r} must be relative, inside the video root"
+        else:
+            problem = None
         if problem:
             bad.append(f"line {n}: {problem}")
-        if extra and r[4] not in ("0", "1"):
+        if official and extra and r[4] not in ("0", "1"):
             bad.append(f"line {n}: vifi_subset {r[4]!r}, expected 0 or 1")
         out.append((vid, path, cls, idx, tuple(r[4:])))
     keys = [(x[3], x[0]) for x in out]
     if keys != sorted(keys):
         bad.append("rows are not sorted by (class_index, video_id)")
     a.fail_rows(rel, bad)
-    if len(rows) != expected:
+    if expected is not None and len(rows) != expected:
         a.fail(rel, f"{len(rows)} videos, expected {expected}")
-    if rel in VIFI_COUNTS and not bad:
+    if not rows:
+        a.fail(rel, "no videos")
+    if rel in VIFI_COUNTS and official and not bad:
         n_vifi = sum(x[4][0] == "1" for x in out)
         if n_vifi != VIFI_COUNTS[rel]:
             a.fail(rel, f"{n_vifi} videos with vifi_subset = 1, expected {VIFI_COUNTS[rel]}")
@@ -372,10 +382,7 @@ def audit_generic(root: str | Path) -> Audit:
     for rel in csvs:
         if rel in class_lists:
             continue
-        got = _read(a, rel)
-        if got is None:
-            continue
-        _check_videos_generic(a, rel, got)
+        check_videos(a, rel, None, official=False)
     for ds in ("k400", "hmdb51", "ucf101", "k600"):
         _check_b2n_generic(a, ds)
     check_same_video_same_label(a)
@@ -386,41 +393,6 @@ def audit_generic(root: str | Path) -> Audit:
             if leak:
                 a.fail(rel, f"zero-shot classes that are fine-tuning classes (k400/classes.csv): {leak[:5]}")
     return a
-
-
-def _check_videos_generic(a: Audit, rel: str, got) -> None:
-    header, rows = got
-    if tuple(header[:4]) != VIDEO_HEADER:
-        a.fail(rel, f"header {','.join(header)!r}, expected to start with {','.join(VIDEO_HEADER)!r}")
-        return
-    classes_rel = rel.rsplit("/", 1)[0] + "/classes.csv" if "/" in rel else "classes.csv"
-    classes = a.classes.get(classes_rel)
-    if classes is None:
-        a.fail(rel, f"no readable {classes_rel} beside it")
-        return
-    bad, out, first = [], [], {}
-    for n, r in enumerate(rows, start=2):
-        if len(r) != len(header) or not r[3].isdigit() or not r[0] or not r[1]:
-            bad.append(f"line {n}: malformed row {','.join(r)!r}")
-            continue
-        vid, path, cls, idx = r[0], r[1], r[2], int(r[3])
-        if vid in first:
-            bad.append(f"duplicate video {vid} (lines {first[vid]} and {n})")
-        first.setdefault(vid, n)
-        if cls not in classes:
-            bad.append(f"line {n}: video {vid}: class {cls!r} is not in {classes_rel}")
-        elif idx >= len(classes) or classes[idx] != cls:
-            bad.append(f"line {n}: video {vid}: class_index {idx} is not {cls!r} in {classes_rel}")
-        if path.startswith("/") or ".." in path.split("/"):
-            bad.append(f"line {n}: video {vid}: path {path!r} must be relative, inside the video root")
-        out.append((vid, path, cls, idx, tuple(r[4:])))
-    keys = [(x[3], x[0]) for x in out]
-    if keys != sorted(keys):
-        bad.append("rows are not sorted by (class_index, video_id)")
-    a.fail_rows(rel, bad)
-    if not rows:
-        a.fail(rel, "no videos")
-    a.videos[rel] = out
 
 
 def _check_b2n_generic(a: Audit, ds: str) -> None:

@@ -1,0 +1,397 @@
+"""The fine-tuning loop (PROTOCOL §4): one process per device, DDP when there are several.
+
+Loss: cross-entropy between the video embedding (mean of the frame embeddings,
+L2-normalised) and the L2-normalised text embeddings of all training-class prompts,
+scaled by the trainable ``exp(logit_scale)``, against smoothed and mixed soft targets.
+The global batch is ``micro x processes x accumulation``; each micro-batch's summed loss
+is scaled by ``processes / batch`` so that DDP's gradient average gives the mean over the
+global batch, whatever the split.
+"""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import logging
+import math
+import os
+import random
+import signal
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+
+from zar.train import checkpoint as ck
+from zar.train.augment import mix_batch, soft_cross_entropy, soft_targets
+from zar.train.data import (Layout, StepBatches, TrainClips, class_prompts, collate, load_training_list,
+                            steps_per_epoch, worker_init)
+from zar.train.recipe import Recipe
+from zar.utils import UserError, atomic_write_text, progress, provenance, sha256_file, stable_int, write_json
+
+log = logging.getLogger(__name__)
+
+EXIT_STOPPED = 75  # stopped by a signal after writing a state file: rerun with --resume
+# recipe keys that do not change the result (they may differ on resume)
+RUN_CONTROL = {"micro_batch", "num_workers", "log_every", "save_every", "decode_timeout", "name", "cache_frames"}
+
+
+@dataclass
+class TrainJob:
+    videos: Path
+    classes: Path
+    root: Path
+    out: Path
+    recipe: Recipe
+    backbone: str = "vitb16_openai"
+    ext: str | None = None
+    resume: bool = False
+    device: str | None = None  # None: cuda:LOCAL_RANK if CUDA is available, else cpu
+    stop_after_epoch: int | None = None  # stop cleanly after this many epochs (state written)
+    stop_after_steps: int | None = None  # same, after this many optimizer steps
+
+
+@dataclass(frozen=True)
+class Dist:
+    rank: int
+    world: int
+    local_rank: int
+    device: torch.device
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def init_distributed(device: str | None) -> Dist:
+    """Join the process group torchrun set up (nccl on CUDA, gloo on the CPU), if any."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    local = int(os.environ.get("LOCAL_RANK", "0"))
+    use_cuda = torch.cuda.is_available() if device is None else device.startswith("cuda")
+    if use_cuda and not torch.cuda.is_available():
+        raise UserError(f"--device {device}: CUDA is not available here")
+    dev = torch.device(f"cuda:{local}" if use_cuda and device in (None, "cuda") else (device or "cpu"))
+    if dev.type == "cuda":
+        torch.cuda.set_device(dev)
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if dev.type == "cuda" else "gloo")
+    return Dist(rank, world, local, dev)
+
+
+class VideoCLIP(torch.nn.Module):
+    """Logits of clips (B, T, 3, H, W) against class prompt tokens (K, L)."""
+
+    def __init__(self, clip: torch.nn.Module):
+        super().__init__()
+        self.clip = clip
+
+    def forward(self, clips: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+        b, t = clips.shape[:2]
+        frames = self.clip.encode_image(clips.flatten(0, 1))
+        video = F.normalize(frames.float().view(b, t, -1).mean(dim=1), dim=-1)
+        text = F.normalize(self.clip.encode_text(tokens).float(), dim=-1)
+        return self.clip.logit_scale.exp() * video @ text.t()
+
+
+def lr_at(step: int, total: int, warmup: int, lr: float, min_ratio: float) -> float:
+    """Linear warm-up over ``warmup`` steps (the first update already moves), then cosine to lr * min_ratio."""
+    if step < warmup:
+        return lr * (step + 1) / warmup
+    lo = lr * min_ratio
+    progress_ = (step - warmup) / max(total - warmup, 1)
+    return lo + 0.5 * (lr - lo) * (1.0 + math.cos(math.pi * progress_))
+
+
+def _autocast(device: torch.device, precision: str):
+    if device.type == "cuda" and precision in ("bf16", "fp16"):
+        return torch.autocast("cuda", dtype=torch.bfloat16 if precision == "bf16" else torch.float16)
+    return contextlib.nullcontext()
+
+
+def _gather(d: Dist, obj: Any) -> list[Any]:
+    if d.world == 1:
+        return [obj]
+    out: list[Any] = [None] * d.world
+    dist.all_gather_object(out, obj)
+    return out
+
+
+def _fingerprint(job: TrainJob, recipe: Recipe, spec) -> dict[str, Any]:
+    """What must not change between a run and its resumption."""
+    return {
+        "recipe": {k: v for k, v in recipe.to_dict().items() if k not in RUN_CONTROL},
+        "videos_sha256": sha256_file(job.videos),
+        "classes_sha256": sha256_file(job.classes),
+        "backbone": spec.to_dict(),
+        "ext": job.ext,
+    }
+
+
+def _uses_quick_gelu(model: torch.nn.Module) -> bool:
+    from open_clip.transformer import QuickGELU
+
+    return any(isinstance(m, QuickGELU) for m in model.modules())
+
+
+class _StopFlag:
+    """SIGTERM / SIGUSR1 (SLURM's warning before a time limit or preemption) ask for a clean stop."""
+
+    def __init__(self) -> None:
+        self.raised = False
+        self._old: dict[int, Any] = {}
+
+    def __enter__(self):
+        for sig in (signal.SIGTERM, signal.SIGUSR1):
+            try:
+                self._old[sig] = signal.signal(sig, self._handle)
+            except ValueError:  # not the main thread
+                pass
+        return self
+
+    def _handle(self, signum, _frame) -> None:
+        log.warning("signal %d: writing a state file, then stopping", signum)
+        self.raised = True
+
+    def __exit__(self, *exc) -> None:
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+
+
+def _merge_skipped(into: dict[str, dict], events) -> None:
+    for vid, reason in events:
+        e = into.setdefault(vid, {"reason": reason, "count": 0})
+        e["count"] += 1
+
+
+def train(job: TrainJob) -> int:
+    d = init_distributed(job.device)
+    try:
+        return _train(job, d)
+    finally:
+        if d.world > 1 and dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def _check_out(job: TrainJob) -> str | None:
+    """'done' if the run already finished; raise if ``out`` holds a run and --resume was not given."""
+    out = Path(job.out)
+    if (out / "model.json").is_file() and (out / "model.safetensors").is_file() and (out / "train_config.json").is_file():
+        if job.resume:
+            return "done"
+        raise UserError(f"{out}: holds a finished training run; choose another --out")
+    if ck.list_states(out) and not job.resume:
+        raise UserError(f"{out}: holds an unfinished training run; pass --resume to continue it or choose another --out")
+    return None
+
+
+def _train(job: TrainJob, d: Dist) -> int:
+    from zar.backbone import build_model, parse_spec, register_configs
+
+    recipe = job.recipe
+    out = Path(job.out)
+    if _check_out(job) == "done":
+        log.info("%s: training already finished; nothing to do", out)
+        return 0
+    classes, items = load_training_list(job.videos, job.classes, job.root, job.ext)
+    prompts = class_prompts(classes, recipe.prompt)
+    spec = parse_spec(job.backbone)
+    layout = Layout.make(recipe.batch_size, recipe.micro_batch, d.world, recipe.mixing)
+    spe = steps_per_epoch(len(items), recipe.batch_size)
+    if spe == 0:
+        raise UserError(f"{job.videos}: {len(items)} videos, fewer than one global batch of {recipe.batch_size}")
+    total = spe * recipe.epochs
+    warmup = int(round(recipe.warmup_epochs * spe))
+    fingerprint = _fingerprint(job, recipe, spec)
+
+    # the same initial weights on every process, then a different RNG stream per process
+    torch.manual_seed(stable_int(recipe.seed, "init"))
+    clip, pre = build_model(spec, d.device)
+    rank_seed = stable_int(recipe.seed, "rank", d.rank)
+    torch.manual_seed(rank_seed)
+    np.random.seed(rank_seed % 2**32)
+    random.seed(rank_seed)
+
+    import open_clip
+
+    register_configs()
+    tokens = open_clip.get_tokenizer(spec.arch)(prompts).to(d.device)
+    if bool((tokens[:, -1] != 0).any()):
+        log.warning("some class prompts fill the %d-token context and may be truncated", tokens.shape[1])
+    clip.train()
+    net: torch.nn.Module = VideoCLIP(clip)
+    if d.world > 1:
+        net = torch.nn.parallel.DistributedDataParallel(
+            net, device_ids=[d.device.index] if d.device.type == "cuda" else None, broadcast_buffers=False)
+    opt = torch.optim.AdamW(clip.parameters(), lr=recipe.lr, betas=tuple(recipe.betas), eps=recipe.eps,
+                            weight_decay=recipe.weight_decay)
+    scaler = torch.amp.GradScaler("cuda", enabled=d.device.type == "cuda" and recipe.precision == "fp16")
+
+    start, skipped_base = 0, {}
+    states = ck.list_states(out) if job.resume else []
+    if states:
+        _, path = states[-1]
+        st = ck.load_state(path)
+        if st.get("fingerprint") != fingerprint:
+            diff = sorted(k for k in fingerprint if st.get("fingerprint", {}).get(k) != fingerprint[k])
+            raise UserError(f"{path}: the run was started with different settings ({', '.join(diff)}); "
+                            "resume with the same recipe, lists and backbone, or choose another --out")
+        clip.load_state_dict(st["model"])
+        opt.load_state_dict(st["optimizer"])
+        scaler.load_state_dict(st["scaler"])
+        if d.rank < len(st["rng"]):
+            ck.set_rng_state(st["rng"][d.rank])
+        start, skipped_base = int(st["step"]), dict(st["skipped"])
+        log.info("resuming from %s (step %d of %d)", path, start, total)
+        del st
+    elif job.resume:
+        log.info("%s: no state file yet; starting from the beginning", out)
+
+    if d.main:
+        out.mkdir(parents=True, exist_ok=True)
+        _truncate_log(out / "train_log.jsonl", start)
+        write_json(out / "train_config.json", {
+            "job": {k: (str(v) if isinstance(v, Path) else v) for k, v in dataclasses.asdict(job).items()
+                    if k != "recipe"},
+            "recipe": recipe.to_dict(), "fingerprint": fingerprint,
+            "layout": dataclasses.asdict(layout), "steps_per_epoch": spe, "total_steps": total,
+            "warmup_steps": warmup, "n_videos": len(items), "n_classes": len(classes),
+            "provenance": provenance()})
+        log.info("training %d videos, %d classes, %d epochs x %d steps, global batch %d = %d x %d processes x %d",
+                 len(items), len(classes), recipe.epochs, spe, layout.batch_size, layout.micro, d.world, layout.accum)
+
+    dataset = TrainClips(items, recipe, pre.image_size, pre.mean, pre.std, pre.interpolation)
+    skipped_local: dict[str, dict] = {}
+
+    def save(step: int) -> None:
+        rngs = _gather(d, ck.rng_state())
+        skipped = _total_skipped(skipped_base, _gather(d, skipped_local))
+        if d.main:
+            ck.save_state(ck.state_path(out, step), {
+                "format": "zar-train-state/1", "step": step, "epoch_end": step % spe == 0,
+                "model": {k: v.detach().cpu() for k, v in clip.state_dict().items()},
+                "optimizer": opt.state_dict(), "scaler": scaler.state_dict(), "rng": rngs,
+                "skipped": skipped, "fingerprint": fingerprint})
+            ck.prune_states(out, {s for s, _ in ck.list_states(out) if s % spe == 0} | {step})
+            log.info("state written at step %d", step)
+        if d.world > 1:
+            dist.barrier()
+
+    with _StopFlag() as stop, open(out / "train_log.jsonl", "a", encoding="utf-8") if d.main else \
+            contextlib.nullcontext() as logf:
+        plan = StepBatches(len(items), layout, d.rank, recipe.seed)
+        loader = torch.utils.data.DataLoader(
+            dataset, batch_sampler=plan, num_workers=recipe.num_workers, collate_fn=collate,
+            worker_init_fn=worker_init, pin_memory=d.device.type == "cuda",
+            persistent_workers=recipe.num_workers > 0)
+        for epoch in range(start // spe, recipe.epochs):
+            first = start % spe if epoch == start // spe else 0
+            plan.set_epoch(epoch, first)
+            batches = iter(loader)
+            steps = range(first, spe)
+            for s in (progress(steps, total=len(steps), desc=f"epoch {epoch + 1}/{recipe.epochs}",
+                               every=recipe.log_every) if d.main else steps):
+                g = epoch * spe + s
+                t0 = time.perf_counter()
+                lr = lr_at(g, total, warmup, recipe.lr, recipe.min_lr_ratio)
+                for pg in opt.param_groups:
+                    pg["lr"] = lr
+                loss_sum = torch.zeros((), device=d.device)
+                step_skips: list = []
+                for a in range(layout.accum):
+                    batch = next(batches)
+                    step_skips += batch["skipped"]
+                    clips = batch["clips"].to(d.device, non_blocking=True)
+                    y = soft_targets(batch["labels"].to(d.device), len(classes), recipe.label_smoothing)
+                    clips, y = mix_batch(clips, y, batch["positions"], recipe.seed, epoch, s, recipe)
+                    sync = d.world == 1 or a == layout.accum - 1
+                    with contextlib.nullcontext() if sync else net.no_sync():
+                        with _autocast(d.device, recipe.precision):
+                            logits = net(clips, tokens)
+                        per = soft_cross_entropy(logits, y)
+                        scaler.scale(per.sum() * (d.world / layout.batch_size)).backward()
+                    loss_sum += per.detach().sum()
+                flags = torch.stack([loss_sum.float(), torch.tensor(float(stop.raised), device=d.device)])
+                if d.world > 1:
+                    dist.all_reduce(flags)
+                if float(flags[1]) > 0:
+                    # a signal: this step's clips may have been read while processes were being
+                    # stopped, so the step is dropped and the state is the one before it
+                    opt.zero_grad(set_to_none=True)
+                    save(g)
+                    log.warning("stopped by a signal before step %d of %d; rerun with --resume to continue",
+                                g + 1, total)
+                    return EXIT_STOPPED
+                scaler.step(opt)
+                scaler.update()
+                opt.zero_grad(set_to_none=True)
+                with torch.no_grad():
+                    clip.logit_scale.clamp_(0.0, math.log(recipe.max_logit_scale))
+                _merge_skipped(skipped_local, step_skips)
+                done = g + 1
+                if d.main:
+                    dt = time.perf_counter() - t0
+                    rec = {"step": done, "epoch": epoch + 1, "loss": float(flags[0]) / layout.batch_size,
+                           "lr": lr, "logit_scale": float(clip.logit_scale.detach().exp()),
+                           "clips_per_s": layout.batch_size / dt}
+                    logf.write(json.dumps(rec) + "\n")
+                    logf.flush()
+                    if done % recipe.log_every == 0 or done == total:
+                        log.info("step %d/%d epoch %d loss %.4f lr %.3g scale %.2f %.1f clips/s",
+                                 done, total, epoch + 1, rec["loss"], lr, rec["logit_scale"], rec["clips_per_s"])
+                by_steps = job.stop_after_steps is not None and done >= job.stop_after_steps
+                if (s + 1 == spe) or (recipe.save_every and done % recipe.save_every == 0) or by_steps:
+                    save(done)
+                if by_steps and done < total:
+                    log.warning("stopped at step %d of %d; rerun with --resume to continue", done, total)
+                    return 0
+            del batches
+            if job.stop_after_epoch is not None and epoch + 1 >= job.stop_after_epoch and epoch + 1 < recipe.epochs:
+                log.warning("stopped after epoch %d of %d; rerun with --resume to continue", epoch + 1, recipe.epochs)
+                return 0
+
+    skipped = _total_skipped(skipped_base, _gather(d, skipped_local))
+    if d.main:
+        meta = {
+            "arch": spec.arch, "quick_gelu": _uses_quick_gelu(clip), "format": "zar-backbone/1",
+            "init": spec.to_dict(), "recipe": recipe.to_dict(), "epochs": recipe.epochs, "steps": total,
+            "videos": {"path": str(job.videos), "sha256": fingerprint["videos_sha256"], "count": len(items)},
+            "classes": {"path": str(job.classes), "sha256": fingerprint["classes_sha256"], "count": len(classes)},
+            "skipped": {"videos": len(skipped), "events": sum(e["count"] for e in skipped.values()),
+                        "list": skipped},
+            "provenance": provenance(),
+        }
+        ck.write_backbone(out, clip.state_dict(), meta)
+        if skipped:
+            log.warning("%d undecodable videos were replaced during training (listed in %s)",
+                        len(skipped), out / "model.json")
+        log.info("wrote %s", out / "model.safetensors")
+    return 0
+
+
+def _total_skipped(base: dict[str, dict], per_rank: list[dict[str, dict]]) -> dict[str, dict]:
+    total = {k: dict(v) for k, v in base.items()}
+    for part in per_rank:
+        for vid, e in part.items():
+            t = total.setdefault(vid, {"reason": e["reason"], "count": 0})
+            t["count"] += e["count"]
+    return dict(sorted(total.items()))
+
+
+def _truncate_log(path: Path, step: int) -> None:
+    """Drop log lines past ``step`` (written by a run that stopped before its next state file)."""
+    if not path.is_file():
+        return
+    keep = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            if json.loads(line).get("step", 0) <= step:
+                keep.append(line)
+        except json.JSONDecodeError:
+            continue
+    atomic_write_text(path, "".join(k + "\n" for k in keep))
