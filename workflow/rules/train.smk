@@ -20,7 +20,7 @@ rule train:
         gpu=lambda w: train_res(w, "gpu", 1),
         mem_mb=lambda w: train_res(w, "mem_mb", 64000),
         runtime=lambda w: train_res(w, "runtime", 1440),
-    priority: 50  # every "+ K400" job waits for the model: schedule it first
+    priority: 50  # every job on the fine-tuned backbone waits for the model: schedule it first
     conda:
         "../../environment.yml"
     shell:
