@@ -1,6 +1,9 @@
 # One-command entry points (see README.md). `make demo` and `make test` set everything up first.
 VENV ?= .venv
 BIN := $(VENV)/bin
+# rules run `zar ...` and `snakemake ...`: the environment's programs come first on PATH
+export PATH := $(abspath $(BIN)):$(PATH)
+export VIRTUAL_ENV := $(abspath $(VENV))
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PAPER_TARGETS := results/table1.md results/table2.md results/table3.md results/table4.md results/table5.md
 
