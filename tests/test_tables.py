@@ -10,9 +10,10 @@ from zar.cli import main as zar
 from zar.tables import compute
 
 
-def _summary(path, top1, n_eval, n_list):
+def _summary(path, top1, n_eval, n_list, n_classes=51):
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"top1": top1, "n_evaluated": n_eval, "n_listed": n_list}))
+    path.write_text(json.dumps({"top1": top1, "n_evaluated": n_eval, "n_listed": n_list,
+                                "classes": [f"c{i}" for i in range(n_classes)]}))
     return str(path)
 
 
@@ -40,6 +41,7 @@ def test_table1(tmp_path):
     assert "ViFi-CLIP B/16 (WIT + K400) (quoted from the paper)" in md
     assert "40.2 ± 1.3" in md and "40.8 ± 0.3" in md and "4,497/4,590" in md
     assert "ddof=1" in md and "quoted, not reproduced by us" in md
+    assert "Chance level (100 / number of classes): HMDB-51 2.0%, UCF101 2.0%." in md
     tex = out.with_suffix(".tex").read_text()
     assert r"\begin{tabular}" in tex and r"Quoted from the paper" in tex
     rows_csv = list(csv.DictReader(out.with_suffix(".csv").open()))

@@ -45,7 +45,7 @@ def _diff(ours: float | None, ref: float | None, digits: int = 1) -> str:
 
 
 def load_cell(files: list[str]) -> dict[str, Any]:
-    top1, n_eval, n_list = [], 0, 0
+    top1, n_eval, n_list, n_classes = [], 0, 0, set()
     for f in files:
         s = read_json(f)
         if "top1" not in s:
@@ -53,8 +53,11 @@ def load_cell(files: list[str]) -> dict[str, Any]:
         top1.append(s["top1"])
         n_eval += int(s["n_evaluated"])
         n_list += int(s["n_listed"])
+        if s.get("classes"):
+            n_classes.add(len(s["classes"]))
     m, sd = mean_std(top1)
-    return {"mean": m, "std": sd, "values": top1, "n_evaluated": n_eval, "n_listed": n_list, "files": files}
+    return {"mean": m, "std": sd, "values": top1, "n_evaluated": n_eval, "n_listed": n_list, "files": files,
+            "n_classes": n_classes.pop() if len(n_classes) == 1 else None}
 
 
 def _paper_value(spec: dict, row: dict, col: str) -> tuple[float | None, float | None]:
@@ -92,7 +95,8 @@ def compute(spec: dict) -> list[dict[str, Any]]:
                         "ours_std": c["std"], "n_runs": len(c["values"]) or len(row["cells"].get("base", [])),
                         "paper_mean": p_mean, "paper_std": p_std,
                         "diff": None if c["mean"] is None or p_mean is None else c["mean"] - p_mean,
-                        "n_evaluated": c["n_evaluated"], "n_listed": c["n_listed"], "files": " ".join(c["files"])})
+                        "n_evaluated": c["n_evaluated"], "n_listed": c["n_listed"], "files": " ".join(c["files"]),
+                        "n_classes": c.get("n_classes")})
     return out
 
 
@@ -107,7 +111,7 @@ def _col_title(spec: dict, col: str) -> str:
 def render_csv(records: list[dict]) -> str:
     buf = io.StringIO()
     fields = ["row", "row_key", "column", "ours_mean", "ours_std", "n_runs", "paper_mean", "paper_std", "diff",
-              "n_evaluated", "n_listed", "files"]
+              "n_evaluated", "n_listed", "n_classes", "files"]
     w = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")
     w.writeheader()
     for r in records:
@@ -124,6 +128,14 @@ def _notes(spec: dict, records: list[dict]) -> list[str]:
         f"Videos evaluated of those listed, summed over the cells: {n_eval:,} of {n_list:,} "
         f"({n_list - n_eval:,} missing or undecodable; each result JSON lists them with the reason).",
     ]
+    chance = {}
+    for r in records:
+        where = _col_title(spec, r["column"]) if spec["table"] in (1, 4, 5) else r["row"]
+        if r.get("n_classes") and spec["table"] != 2:
+            chance.setdefault(where, 100.0 / r["n_classes"])
+    if chance:
+        notes.append("Chance level (100 / number of classes): "
+                     + ", ".join(f"{k} {v:.1f}%" for k, v in chance.items()) + ".")
     if spec.get("demo"):
         notes.insert(0, "DEMO on synthetic data with a tiny CLIP: the paper's numbers are shown for the layout "
                         "only and are not comparable.")
