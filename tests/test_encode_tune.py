@@ -122,6 +122,16 @@ def test_encode_tune_equals_evaluate_and_counts_skips(dataset):
         assert summary["mean_class_acc"] == pytest.approx(np.mean(per_class))
 
 
+def test_ratio_keeping_no_view_is_refused_before_any_work(dataset, capsys):
+    d = dataset
+    out = d["tmp"] / "ev0"
+    rc = zar(["evaluate", "--videos", str(d["videos"]), "--root", str(d["root"]), "--backbone", "tiny",
+              "--classes", str(d["classes"]), "--out", str(out), *FAST, "--set", "tune.ratio=0.02"])
+    assert rc != 0
+    assert "keeps int(48 * 0.02) = 0 of 48 views" in capsys.readouterr().err
+    assert not (out / "predictions.jsonl").exists()
+
+
 def test_shards_merge_to_the_same_numbers(dataset):
     d = dataset
     common = ["--videos", str(d["videos"]), "--root", str(d["root"]), "--backbone", "tiny",

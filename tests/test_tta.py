@@ -41,7 +41,7 @@ def ref_step(model, tokens, ctx0, n_ctx, view_feats, ratio, lr, wd, scale):
     per_view = [scale * (view_feats[v] @ text.t()) for v in range(view_feats.shape[0])]  # one view at a time
     ent = [ref_entropy(l.detach()) for l in per_view]
     order = sorted(range(len(ent)), key=lambda v: (ent[v], v))
-    kept = order[: max(1, int(len(ent) * ratio))]
+    kept = order[: int(len(ent) * ratio)]
     p_bar = torch.stack([torch.softmax(per_view[v], dim=0) for v in kept]).mean(dim=0)
     loss = -(p_bar * torch.log(p_bar)).sum()
     loss.backward()
@@ -67,7 +67,7 @@ def test_one_step_matches_reference(tiny_model, ratio):
     kept, loss, ctx_new = ref_step(model, pl.tokens, pl.ctx_init_vectors, pl.n_ctx, views, ratio, cfg.lr,
                                    cfg.weight_decay, scale)
     assert res.kept == kept
-    assert len(res.kept) == max(1, int(48 * ratio))
+    assert len(res.kept) == int(48 * ratio)
     assert res.loss == pytest.approx(loss, rel=1e-5)
     assert torch.allclose(pl.ctx.detach(), ctx_new, atol=1e-6, rtol=0)
     assert not torch.equal(pl.ctx.detach(), pl.ctx_init_vectors)  # it did move
@@ -79,10 +79,13 @@ def test_one_step_matches_reference(tiny_model, ratio):
 def test_selection_and_entropy_reference():
     g = torch.Generator().manual_seed(0)
     logits = torch.randn(48, 11, generator=g) * 5
-    for ratio in (0.01, 0.1, 0.33, 0.8, 1.0):
+    for ratio in (0.021, 0.1, 0.33, 0.8, 1.0):
         ent = [ref_entropy(l) for l in logits]
-        order = sorted(range(48), key=lambda v: (ent[v], v))[: max(1, int(48 * ratio))]
+        order = sorted(range(48), key=lambda v: (ent[v], v))[: int(48 * ratio)]
         assert select_confident(logits, ratio).tolist() == order
+    # no view is forced in: a ratio that keeps int(48 * 0.02) = 0 views is refused, not rounded up
+    with pytest.raises(ValueError, match="keeps int"):
+        select_confident(logits, 0.02)
     kept = logits[:7]
     p_bar = torch.softmax(kept, dim=1).mean(0)
     assert float(marginal_entropy(kept)) == pytest.approx(float(-(p_bar * p_bar.log()).sum()), rel=1e-6)

@@ -12,6 +12,8 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+from zar.utils import UserError
+
 log = logging.getLogger(__name__)
 
 
@@ -35,11 +37,16 @@ def run(args) -> int:
     from zar.encode import VideoEncoder, iter_prepared
     from zar.lists import read_classes, read_videos
     from zar.results import PredictionLog, fingerprint, record, write_summary
-    from zar.tta import Tuner
+    from zar.tta import Tuner, kept_count
     from zar.utils import progress, sha256_file
 
     settings = load_settings(args.config, args.set)
     tune_cfg = settings.tune if args.method == "zar" else replace(settings.tune, steps=0)
+    if tune_cfg.steps:
+        try:
+            kept_count(settings.views.n_views, tune_cfg.ratio)
+        except ValueError as e:
+            raise UserError(str(e)) from None
     classes = read_classes(args.classes)
     rows = read_videos(args.videos, classes, args.root, args.ext)
     spec = parse_spec(args.backbone)

@@ -22,7 +22,7 @@ def select_confident(logits: torch.Tensor, ratio: float) -> torch.Tensor:
     """Indices of the ``int(V * ratio)`` views with the lowest entropy of softmax(logits).
 
     ``logits`` are the scaled logits (V, C). Stable ascending sort, so ties keep view order.
-    At least one view is kept (``int(V * ratio)`` can be 0 for tiny V; our choice).
+    No view is forced in (PROTOCOL §3.3); a ratio that keeps no view is an error.
     """
     if logits.dim() != 2:
         raise ValueError(f"logits must be (views, classes), got {tuple(logits.shape)}")
@@ -30,8 +30,17 @@ def select_confident(logits: torch.Tensor, ratio: float) -> torch.Tensor:
         raise ValueError(f"confidence ratio must be in (0, 1], got {ratio}")
     logits = logits.float()
     entropy = -(logits.softmax(dim=1) * logits.log_softmax(dim=1)).sum(dim=1)
-    k = max(1, int(logits.shape[0] * ratio))
+    k = kept_count(logits.shape[0], ratio)
     return torch.argsort(entropy, descending=False, stable=True)[:k]
+
+
+def kept_count(n_views: int, ratio: float) -> int:
+    """``int(n_views * ratio)``; a setting that keeps no view is refused (the loss would be NaN)."""
+    k = int(n_views * ratio)
+    if k < 1:
+        raise ValueError(f"confidence ratio {ratio} keeps int({n_views} * {ratio}) = 0 of {n_views} views; "
+                         "raise tune.ratio or the number of views")
+    return k
 
 
 def marginal_entropy(logits: torch.Tensor) -> torch.Tensor:

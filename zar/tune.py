@@ -54,7 +54,7 @@ def run(args) -> int:
     from zar.encode import load_cache, merge_caches
     from zar.lists import read_classes
     from zar.results import PredictionLog, record, write_summary
-    from zar.tta import Tuner
+    from zar.tta import Tuner, kept_count
     from zar.utils import progress
 
     settings = load_settings(args.config, args.set)
@@ -65,6 +65,11 @@ def run(args) -> int:
     if cache["backbone"] != spec.to_dict():
         raise UserError(f"{args.embeddings[0]}: encoded with backbone {cache['backbone']}, not {spec.to_dict()}")
     sel = select_views(cache, settings.views, args.embeddings[0])
+    if tune_cfg.steps:
+        try:
+            kept_count(len(sel), tune_cfg.ratio)
+        except ValueError as e:
+            raise UserError(str(e)) from None
     classes = read_classes(args.classes)
     labels = cache["labels"]
     if len(labels) and int(labels.max()) >= len(classes):
