@@ -3,7 +3,7 @@ import open_clip
 import pytest
 import torch
 
-from zar.backbone import build_model, register_configs
+from zar.backbone import register_configs
 from zar.prompt import PromptLearner, class_text
 from zar.utils import UserError
 

@@ -292,12 +292,6 @@ def load_checkpoint_weights(model: torch.nn.Module, path: str) -> None:
         raise UserError(f"{path}: weights do not fit the architecture (missing {missing[:5]}, unexpected {unexpected[:5]})")
 
 
-def describe(spec: BackboneSpec, weights: str | None = None) -> dict[str, Any]:
-    d = spec.to_dict()
-    d["quick_gelu_resolved"] = _auto_quick_gelu(spec, weights or spec.pretrained)
-    return d
-
-
 def autocast(device: torch.device | str):
     """bf16 autocast on CUDA (weights stay fp32); a no-op context on the CPU."""
     import contextlib

@@ -37,8 +37,6 @@ def _make_clip(path: Path, seconds: float, size: str) -> None:
 
 def flops(model, pre, cfg, n_classes: int, device) -> dict[str, float]:
     """GFLOPs: inference clip only, and everything one ZAR video costs (fp32 count)."""
-    import contextlib
-
     from torch.nn.attention import SDPBackend, sdpa_kernel
     from torch.utils.flop_counter import FlopCounterMode
 
@@ -52,23 +50,23 @@ def flops(model, pre, cfg, n_classes: int, device) -> dict[str, float]:
     # the plain-maths attention make every multiply-add visible.
     was_training = model.training
     model.train()
-    stack = contextlib.ExitStack()
-    stack.enter_context(sdpa_kernel(SDPBackend.MATH))
-    with FlopCounterMode(display=False) as fc:
-        with torch.no_grad():
-            model.encode_image(img)
-    per_frame = fc.get_total_flops()
-    pl = PromptLearner(model, [f"class {i}" for i in range(n_classes)]).to(device)
-    with FlopCounterMode(display=False) as fc:
-        with torch.no_grad():
-            pl()
-    text_fwd = fc.get_total_flops()
-    with FlopCounterMode(display=False) as fc:
-        feats = pl()
-        marginal_entropy(feats[:1] @ feats.t()).backward()
-    text_fwd_bwd = fc.get_total_flops()
-    stack.close()
-    model.train(was_training)
+    try:
+        with sdpa_kernel(SDPBackend.MATH):
+            with FlopCounterMode(display=False) as fc:
+                with torch.no_grad():
+                    model.encode_image(img)
+            per_frame = fc.get_total_flops()
+            pl = PromptLearner(model, [f"class {i}" for i in range(n_classes)]).to(device)
+            with FlopCounterMode(display=False) as fc:
+                with torch.no_grad():
+                    pl()
+            text_fwd = fc.get_total_flops()
+            with FlopCounterMode(display=False) as fc:
+                feats = pl()
+                marginal_entropy(feats[:1] @ feats.t()).backward()
+            text_fwd_bwd = fc.get_total_flops()
+    finally:
+        model.train(was_training)
     view_frames = cfg.n_views * cfg.frames
     return {
         "gflops_per_frame": per_frame / 1e9,

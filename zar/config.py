@@ -13,7 +13,7 @@ from typing import Any
 import yaml
 
 from zar.tta import TuneConfig
-from zar.utils import UserError
+from zar.utils import UserError, read_yaml
 from zar.views import ViewConfig
 
 
@@ -55,12 +55,7 @@ def _coerce(value: str) -> Any:
 def load_settings(path: str | Path | None = None, sets: list[str] | None = None) -> Settings:
     data: dict[str, dict[str, Any]] = {k: {} for k in SECTIONS}
     if path:
-        try:
-            raw = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
-        except FileNotFoundError:
-            raise UserError(f"{path}: settings file not found") from None
-        except yaml.YAMLError as e:
-            raise UserError(f"{path}: not valid YAML ({e})") from None
+        raw = read_yaml(path, "settings file")
         if not isinstance(raw, dict):
             raise UserError(f"{path}: expected a mapping of sections {sorted(SECTIONS)}")
         for sec, vals in raw.items():

@@ -21,10 +21,8 @@ Everything follows from the config and its seed: same config, same bytes.
 from __future__ import annotations
 
 import argparse
-import csv
 import dataclasses
 import hashlib
-import io
 import logging
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -33,7 +31,8 @@ from typing import Any
 
 import numpy as np
 
-from zar.utils import UserError, atomic_path, atomic_write_text, progress, sha256_file, stable_int
+from zar.splits import formats
+from zar.utils import UserError, atomic_path, atomic_write_text, progress, read_yaml, sha256_file, stable_int
 
 log = logging.getLogger(__name__)
 
@@ -92,17 +91,7 @@ def load_config(path: str | Path | None) -> DemoConfig:
     """The default config, overridden by a YAML file (its top level, or its ``demo_data`` key)."""
     if path is None:
         return DemoConfig()
-    import yaml
-
-    try:
-        with open(path, encoding="utf-8") as f:
-            data = yaml.safe_load(f)
-    except FileNotFoundError:
-        raise UserError(f"{path}: config file not found") from None
-    except yaml.YAMLError as e:
-        raise UserError(f"{path}: not valid YAML ({e})") from None
-    if data is None:
-        data = {}
+    data = read_yaml(path, "config file")
     if isinstance(data, dict) and "demo_data" in data:
         data = data["demo_data"]
     if not isinstance(data, dict):
@@ -436,30 +425,19 @@ def write_video(frames: np.ndarray, path: Path, fps: int) -> None:
 
 
 # ----------------------------------------------------------------------------- split files
-CLASSES_HEADER = "class_index,class_name,text"
-VIDEOS_HEADER = "video_id,path,class_name,class_index"
-
-
-def _csv(header: str, rows: list[tuple]) -> str:
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(header.split(","))
-    w.writerows(rows)
-    return buf.getvalue()
-
-
 def _class_list(ds: str, combos: list[Combo]) -> list[Combo]:
     return sorted(combos, key=lambda c: class_name(ds, c))
 
 
 def _classes_csv(ds: str, classes: list[Combo]) -> str:
-    return _csv(CLASSES_HEADER, [(i, class_name(ds, c), class_text(c)) for i, c in enumerate(classes)])
+    """The real format; its text rule turns each role's raw name back into ``class_text``."""
+    return formats.classes_csv(ds, [class_name(ds, c) for c in classes])
 
 
 def _videos_csv(ds: str, classes: list[Combo], videos: list[Video]) -> str:
     index = {c: i for i, c in enumerate(classes)}
-    rows = sorted((index[v.combo], v.video_id, v.path) for v in videos if v.combo in index)
-    return _csv(VIDEOS_HEADER, [(vid, path, class_name(ds, classes[i]), i) for i, vid, path in rows])
+    return formats.videos_csv(formats.VideoRow(v.video_id, v.path, class_name(ds, v.combo), index[v.combo])
+                              for v in videos if v.combo in index)
 
 
 def _shots(cfg: DemoConfig, ds: str, classes: list[Combo], train: list[Video], s: int) -> list[Video]:
@@ -545,9 +523,8 @@ def write_splits(cfg: DemoConfig, out: Path) -> dict[str, str]:
     files = build_split_files(cfg)
     for rel, text in files.items():
         atomic_write_text(out / rel, text)
-    manifest = "".join(
-        f"{sha256_file(out / rel)}  {rel}\n" for rel in sorted(files))
-    atomic_write_text(out / "MANIFEST.sha256", manifest)
+    manifest = formats.manifest_text({rel: text.encode("utf-8") for rel, text in files.items()})
+    atomic_write_text(out / formats.MANIFEST, manifest)
     return files
 
 
@@ -570,7 +547,8 @@ def write_videos(cfg: DemoConfig, dataset: str, data_root: Path) -> Path:
     rows = [(v.video_id, v.path, v.num_frames, cfg.width, cfg.height, cfg.fps, sha256_file(raw / v.path))
             for v in videos]
     manifest = data_root / dataset / "demo_videos.csv"
-    atomic_write_text(manifest, _csv("video_id,path,num_frames,width,height,fps,sha256", rows))
+    atomic_write_text(manifest, formats.csv_text(("video_id", "path", "num_frames", "width", "height", "fps", "sha256"),
+                                                 rows))
     # the same download manifest a real download writes, so the workflow's later rules run unchanged
     from zar.data.manifest import DOWNLOAD_COLUMNS, write_manifest
 

@@ -14,11 +14,6 @@ TABLE1 = {
     "zar": {"hmdb51": (43.6, 0.7), "ucf101": (64.1, 0.9), "k600": (60.2, 0.4)},
     "zar_k400": {"hmdb51": (54.2, 0.8), "ucf101": (77.4, 0.8), "k600": (70.5, 0.4)},
 }
-TABLE1_ROW_NOTES = {
-    "vanilla": "Vanilla CLIP B/16 (paper: 32 frames)",
-    "zar": "ZAR (16 frames, WIT-400M)",
-    "zar_k400": "ZAR + K400 fine-tuning",
-}
 # Rows of other methods, quoted from the paper as published.
 TABLE1_QUOTED = {
     "ViFi-CLIP B/16 (WIT + K400)": {"hmdb51": (51.3, 0.6), "ucf101": (76.8, 0.7), "k600": (71.2, 1.0)},

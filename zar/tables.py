@@ -32,10 +32,11 @@ def title(spec: dict) -> str:
     return TITLES[spec["table"]].format(n=n)
 
 
-def _fmt(mean: float | None, std: float | None = None, digits: int = 1) -> str:
+def _fmt(mean: float | None, std: float | None = None, digits: int = 1, *, none: str = "—",
+         pm: str = " ± ") -> str:
     if mean is None:
-        return "—"
-    return f"{mean:.{digits}f}" + (f" ± {std:.{digits}f}" if std is not None else "")
+        return none
+    return f"{mean:.{digits}f}" + (f"{pm}{std:.{digits}f}" if std is not None else "")
 
 
 def _diff(ours: float | None, ref: float | None, digits: int = 1) -> str:
@@ -173,7 +174,10 @@ def render_tex(spec: dict, records: list[dict]) -> str:
     by = {(r["row"], r["column"]): r for r in records}
     cols = spec["columns"]
     digits = 2 if spec["table"] == 3 else 1
-    pm = lambda m, s: "--" if m is None else (f"{m:.{digits}f}" + (f" $\\pm$ {s:.{digits}f}" if s is not None else ""))  # noqa: E731
+
+    def pm(mean, std):
+        return _fmt(mean, std, digits, none="--", pm=r" $\pm$ ")
+
     out = [r"\begin{table}[t]", r"\centering", r"\small",
            r"\begin{tabular}{l" + "rr" * len(cols) + "}", r"\toprule",
            " & " + " & ".join(rf"\multicolumn{{2}}{{c}}{{{_tex_escape(_col_title(spec, c))}}}" for c in cols) + r" \\",
@@ -205,6 +209,7 @@ def run(args) -> int:
     out = Path(args.out)
     atomic_write_text(out.with_suffix(".csv"), render_csv(records))
     atomic_write_text(out.with_suffix(".tex"), render_tex(spec, records))
-    atomic_write_text(out.with_suffix(".md"), render_md(spec, records))
-    print(render_md(spec, records))
+    md = render_md(spec, records)
+    atomic_write_text(out.with_suffix(".md"), md)
+    print(md)
     return 0

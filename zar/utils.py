@@ -95,6 +95,21 @@ def read_json(path: str | os.PathLike) -> Any:
         raise UserError(f"{path}: not valid JSON ({e})") from None
 
 
+def read_yaml(path: str | os.PathLike, what: str = "file") -> Any:
+    """A YAML (or JSON) file's content, ``{}`` for an empty file; errors name the file."""
+    import yaml
+
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise UserError(f"{path}: {what} not found") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise UserError(f"{path}: not valid YAML ({e})") from None
+    return {} if data is None else data
+
+
 # ----------------------------------------------------------------------------- hashing
 def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
     h = hashlib.sha256()

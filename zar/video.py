@@ -124,13 +124,20 @@ def _probe(path: str) -> _Probe:
         raise VideoDecodeError(path, f"cannot open: {type(e).__name__}: {_first_line(e)}") from e
 
 
+def _probe_frames(path: str, seeking_backend: str | None = None) -> _Probe:
+    """``_probe`` of a file that has frames; a seeking backend (decord, torchcodec) is not
+    trusted with packed MPEG-4 B-frames."""
+    probe = _probe(path)
+    if probe.packets == 0:
+        raise VideoDecodeError(path, "no frames")
+    if seeking_backend and probe.codec in _PACKED_B_CODECS and probe.has_b_frames:
+        raise _Untrusted(f"{probe.codec} with B-frames ({seeking_backend} misplaces frames)")
+    return probe
+
+
 class _DecordSource:
     def __init__(self, path: str, threads: int, short_side: int | None):
-        probe = _probe(path)
-        if probe.packets == 0:
-            raise VideoDecodeError(path, "no frames")
-        if probe.codec in _PACKED_B_CODECS and probe.has_b_frames:
-            raise _Untrusted(f"{probe.codec} with B-frames (decord misplaces frames)")
+        probe = _probe_frames(path, "decord")
         import decord
 
         w, h = short_side_size(probe.width, probe.height, short_side)
@@ -155,11 +162,7 @@ class _TorchcodecSource:
     def __init__(self, path: str, threads: int, short_side: int | None):
         if short_side:
             raise ValueError("short_side is not supported with the torchcodec backend")
-        probe = _probe(path)
-        if probe.packets == 0:
-            raise VideoDecodeError(path, "no frames")
-        if probe.codec in _PACKED_B_CODECS and probe.has_b_frames:
-            raise _Untrusted(f"{probe.codec} with B-frames (torchcodec misplaces frames)")
+        probe = _probe_frames(path, "torchcodec")
         from torchcodec.decoders import VideoDecoder
 
         self.dec = VideoDecoder(path, seek_mode="exact", dimension_order="NHWC",
@@ -181,9 +184,7 @@ class _PyAVSource:
     """Sequential decoding: slow to seek but exact; the reference every other backend must match."""
 
     def __init__(self, path: str, threads: int, short_side: int | None):
-        probe = _probe(path)
-        if probe.packets == 0:
-            raise VideoDecodeError(path, "no frames")
+        probe = _probe_frames(path)
         self.path, self.threads = path, threads
         w, h = short_side_size(probe.width, probe.height, short_side)
         self.info = VideoInfo(probe.packets, probe.fps, w, h)
@@ -440,24 +441,19 @@ class VideoReader:
             raise _Failure(e.reason if isinstance(e, VideoDecodeError) else f"not used: {e}") from None
         except Exception as e:
             raise _Failure(f"{type(e).__name__}: {_first_line(e)}") from None
-        info = source.info
+
+        def read_unique(uniq: list[int], info: VideoInfo) -> np.ndarray:
+            try:
+                return np.asarray(source.read(uniq), dtype=np.uint8)
+            except _ShortRead:
+                raise
+            except VideoDecodeError as e:
+                raise _Failure(e.reason) from None
+            except Exception as e:
+                raise _Failure(f"{type(e).__name__}: {_first_line(e)}") from None
+
         try:
-            for _ in range(2):
-                idx = _indices(indices_fn, info)
-                uniq, inverse = np.unique(idx, return_inverse=True)
-                if uniq.size == 0:
-                    return np.zeros((0, info.height, info.width, 3), np.uint8), info
-                try:
-                    frames = source.read(uniq.tolist())
-                except _ShortRead as e:
-                    info = dataclasses.replace(info, num_frames=int(e.args[0]))
-                    continue
-                except VideoDecodeError as e:
-                    raise _Failure(e.reason) from None
-                except Exception as e:
-                    raise _Failure(f"{type(e).__name__}: {_first_line(e)}") from None
-                return np.asarray(frames, dtype=np.uint8)[inverse], info
-            raise _Failure("frame count changed twice while reading")
+            return _read_in_order(source.info, indices_fn, read_unique)
         finally:
             source.close()
 
@@ -477,29 +473,23 @@ class VideoReader:
             if kind == "error":
                 raise _Failure(payload)
             info = payload
-            for _ in range(2):
-                idx = _indices(indices_fn, info)
-                uniq, inverse = np.unique(idx, return_inverse=True)
-                if uniq.size == 0:
-                    return np.zeros((0, info.height, info.width, 3), np.uint8), info
-                shm = self._get_shm(uniq.size * info.height * info.width * 3)
-                kind, payload = worker.call(("read", uniq.tolist(), shm.name, shm.size, timeout), deadline)
+
+            def read_unique(uniq: list[int], info: VideoInfo) -> np.ndarray:
+                shm = self._get_shm(len(uniq) * info.height * info.width * 3)
+                kind, payload = worker.call(("read", uniq, shm.name, shm.size, timeout), deadline)
                 if kind == "need":
                     shm = self._get_shm(int(payload))
                     kind, payload = worker.call(("put", None, shm.name, shm.size, timeout), deadline)
                 if kind == "short":
-                    info = dataclasses.replace(info, num_frames=int(payload))
-                    continue
+                    raise _ShortRead(int(payload))
                 if kind == "error":
                     raise _Failure(payload)
-                view = np.ndarray(tuple(payload), np.uint8, buffer=shm.buf)
-                try:
-                    frames = view[inverse]  # one copy out of the shared block, in request order
-                finally:
-                    del view
-                worker.reads += 1
-                return frames, info
-            raise _Failure("frame count changed twice while reading")
+                # a view of the shared block: _read_in_order copies out of it, in request order
+                return np.ndarray(tuple(payload), np.uint8, buffer=shm.buf)
+
+            out = _read_in_order(info, indices_fn, read_unique)
+            worker.reads += 1
+            return out
         except _Timeout:
             self._drop_worker()
             self.stats["timeouts"] += 1
@@ -546,6 +536,27 @@ class VideoReader:
 
 class _Failure(Exception):
     """One backend attempt failed; the message is the reason."""
+
+
+def _read_in_order(info: VideoInfo, indices_fn, read_unique) -> tuple[np.ndarray, VideoInfo]:
+    """The frames ``indices_fn(info)`` asks for, in its order (repeats allowed), from ONE
+    ``read_unique(sorted unique indices, info)`` call. A short read (fewer frames decode than
+    the demuxer promised) corrects ``info.num_frames`` and asks ``indices_fn`` again, once."""
+    for _ in range(2):
+        idx = _indices(indices_fn, info)
+        uniq, inverse = np.unique(idx, return_inverse=True)
+        if uniq.size == 0:
+            return np.zeros((0, info.height, info.width, 3), np.uint8), info
+        try:
+            unique_frames = read_unique(uniq.tolist(), info)
+        except _ShortRead as e:
+            info = dataclasses.replace(info, num_frames=int(e.args[0]))
+            continue
+        try:
+            return unique_frames[inverse], info  # a copy: nothing refers to a shared block after this
+        finally:
+            del unique_frames
+    raise _Failure("frame count changed twice while reading")
 
 
 def _indices(indices_fn, info: VideoInfo) -> np.ndarray:

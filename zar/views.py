@@ -8,7 +8,7 @@ the same whatever order, shard, process or machine evaluates it.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 import numpy as np
 

@@ -16,8 +16,6 @@ from __future__ import annotations
 
 from typing import Any
 
-RATE_VARIANTS_DEFAULT = {"all": [1, 2, 4, 8], "drop8": [1, 2, 4], "drop8_4": [1, 2], "drop8_4_2": [1]}
-
 
 # ----------------------------------------------------------------------------- splits
 def split_dir(cfg: dict, dataset: str, evalset: str) -> str:
@@ -84,19 +82,31 @@ def _views(cfg: dict) -> dict[str, Any]:
     return cfg["method"]["views"]
 
 
+def ratio_variant(ratio: float) -> str:
+    return f"ratio{int(round(ratio * 100))}"
+
+
+def rates_variant(name: str) -> str:
+    return f"rates_{name}"
+
+
+def crops_variant(crops: int) -> str:
+    return f"crops{crops}"
+
+
 def ablation_variants(cfg: dict, dataset: str) -> dict[str, dict[str, Any]]:
     """variant name -> settings overrides (`--set` items), for one dataset."""
     ab = cfg["ablations"]
     out: dict[str, dict[str, Any]] = {}
     if dataset in ab["ratio"]["datasets"]:
         for r in ab["ratio"]["values"]:
-            out[f"ratio{int(round(r * 100))}"] = {"tune.ratio": r}
+            out[ratio_variant(r)] = {"tune.ratio": r}
     if dataset in ab["rates"]["datasets"]:
         for name, rates in ab["rates"]["variants"].items():
-            out[f"rates_{name}"] = {"views.rates": list(rates)}
+            out[rates_variant(name)] = {"views.rates": list(rates)}
     if dataset in ab["crops"]["datasets"]:
         for c in ab["crops"]["values"]:
-            out[f"crops{c}"] = {"views.crops": c}
+            out[crops_variant(c)] = {"views.crops": c}
     return out
 
 
@@ -177,20 +187,20 @@ def table_spec(cfg: dict, table: int) -> dict[str, Any]:
     if table == 3:
         values = ab["ratio"]["values"]
         rows = [{"key": d, "label": ds_title[d],
-                 "cells": {str(int(round(r * 100))): [ablation_result(cfg, d, f"ratio{int(round(r * 100))}", s)
+                 "cells": {str(int(round(r * 100))): [ablation_result(cfg, d, ratio_variant(r), s)
                                                       for s in ab["splits"]] for r in values}}
                 for d in ab["ratio"]["datasets"]]
         return {**common, "columns": [str(int(round(r * 100))) for r in values], "rows": rows}
     if table == 4:
         d_list = ab["rates"]["datasets"]
         rows = [{"key": ",".join(map(str, rates)), "label": name, "rates": list(rates),
-                 "cells": {d: [ablation_result(cfg, d, f"rates_{name}", s) for s in ab["splits"]] for d in d_list}}
+                 "cells": {d: [ablation_result(cfg, d, rates_variant(name), s) for s in ab["splits"]] for d in d_list}}
                 for name, rates in ab["rates"]["variants"].items()]
         return {**common, "columns": list(d_list), "rows": rows}
     if table == 5:
         d_list = ab["crops"]["datasets"]
         rows = [{"key": str(c), "label": f"{c} crop{'s' if c > 1 else ''}",
-                 "cells": {d: [ablation_result(cfg, d, f"crops{c}", s) for s in ab["splits"]] for d in d_list}}
+                 "cells": {d: [ablation_result(cfg, d, crops_variant(c), s) for s in ab["splits"]] for d in d_list}}
                 for c in ab["crops"]["values"]]
         return {**common, "columns": list(d_list), "rows": rows}
     raise ValueError(f"there is no table {table}")

@@ -21,8 +21,8 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from fractions import Fraction
 from pathlib import Path, PurePosixPath
 
-from zar.data.manifest import (DECODE_COLUMNS, ListEntry, entry_problem, read_lists, read_manifest,
-                               summary_line, write_manifest)
+from zar.data.manifest import (DECODE_COLUMNS, ListEntry, entry_problem, raw_path, read_lists,
+                               read_manifest, summary_line, write_manifest)
 from zar.data.media import (ToolTimeout, container_problem, ffprobe_json, last_line, require_tool,
                             run_tool, sigterm_as_interrupt)
 from zar.utils import UserError, atomic_path, progress, read_json, write_json
@@ -107,7 +107,7 @@ def decode_all(entries: list[ListEntry], root: Path, *, short_side: int = 256, w
     log.info("%d of %d listed videos to normalise", len(todo), len(entries))
 
     def job(e: ListEntry) -> dict:
-        src = root / "raw" / Path(*PurePosixPath(e.path).parts)
+        src = raw_path(root, e.path)
         if not src.exists():
             d = download.get(e.video_id, {})
             reason = f"download: {d['reason']}" if d.get("status") == "missing" else "raw file not found"

@@ -18,7 +18,7 @@ from pathlib import Path, PurePosixPath
 
 from zar.data import kinetics, official
 from zar.data.fetch import FetchError, RateLimiter, http_download
-from zar.data.manifest import (DOWNLOAD_COLUMNS, ListEntry, entry_problem, read_lists,
+from zar.data.manifest import (DOWNLOAD_COLUMNS, ListEntry, entry_problem, raw_path, read_lists,
                                read_manifest, summary_line, write_manifest)
 from zar.data.media import container_problem, require_tool, sigterm_as_interrupt
 from zar.data.sources import Remote, Sources, load_sources
@@ -169,7 +169,7 @@ class Downloader:
         return why
 
     def dest(self, e: ListEntry) -> Path:
-        return self.root / "raw" / Path(*PurePosixPath(e.path).parts)
+        return raw_path(self.root, e.path)
 
     # -- manifest
     def rows(self) -> dict[str, dict]:
@@ -317,7 +317,7 @@ class Downloader:
         self.archives.append({"url": url, "bytes": fetched.bytes, "sha256": fetched.sha256,
                               "clips": len(names)})
         if not self.keep_archives:
-            kinetics.os_remove(fetched.path)
+            fetched.path.unlink(missing_ok=True)
 
 
 def _part_name(url: str) -> str:

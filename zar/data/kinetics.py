@@ -8,7 +8,6 @@ import csv
 import io
 import json
 import logging
-import os
 import re
 import tarfile
 import threading
@@ -303,10 +302,3 @@ def read_marker(path: Path) -> dict | None:
         return json.loads(path.read_text(encoding="utf-8"))
     except (FileNotFoundError, json.JSONDecodeError):
         return None
-
-
-def os_remove(path: Path) -> None:
-    try:
-        os.remove(path)
-    except FileNotFoundError:
-        pass

@@ -72,6 +72,11 @@ def entry_problem(entry: ListEntry) -> str | None:
     return None
 
 
+def raw_path(root: Path, path: str) -> Path:
+    """Where `zar download` puts the listed (POSIX, checked by ``entry_problem``) ``path``."""
+    return root / "raw" / Path(*PurePosixPath(path).parts)
+
+
 def read_video_list(path: str | os.PathLike) -> list[ListEntry]:
     """Read a video list CSV (shared format); duplicate ids are an error naming the file."""
     try:

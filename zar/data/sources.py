@@ -18,9 +18,8 @@ import dataclasses
 import os
 import re
 from dataclasses import dataclass
-from pathlib import Path
 
-from zar.utils import UserError
+from zar.utils import UserError, read_yaml
 
 
 @dataclass(frozen=True)
@@ -89,14 +88,7 @@ def load_sources(overrides: dict | str | os.PathLike | None = None) -> Sources:
     origin = "overrides"
     if not isinstance(overrides, dict):
         origin = str(overrides)
-        try:
-            import yaml
-
-            overrides = yaml.safe_load(Path(overrides).read_text(encoding="utf-8")) or {}
-        except FileNotFoundError:
-            raise UserError(f"{origin}: sources file not found") from None
-        except yaml.YAMLError as e:
-            raise UserError(f"{origin}: not valid YAML/JSON ({e})") from None
+        overrides = read_yaml(overrides, "sources file")
         if not isinstance(overrides, dict):
             raise UserError(f"{origin}: must be a mapping of source names")
     for key, value in overrides.items():

@@ -60,7 +60,7 @@ class VideoRow:
         return (self.class_index, self.video_id)
 
 
-def _csv_text(header: Sequence[str], rows: Iterable[Sequence[object]]) -> str:
+def csv_text(header: Sequence[str], rows: Iterable[Sequence[object]]) -> str:
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(header)
@@ -73,7 +73,7 @@ def classes_csv(dataset: str, names: Sequence[str]) -> str:
     """A class list file for ``names`` in the given order."""
     if len(set(names)) != len(names):
         raise ValueError("duplicate class names")
-    return _csv_text(CLASS_HEADER, ((i, n, class_text(dataset, n)) for i, n in enumerate(names)))
+    return csv_text(CLASS_HEADER, ((i, n, class_text(dataset, n)) for i, n in enumerate(names)))
 
 
 def videos_csv(rows: Iterable[VideoRow], extra_columns: Sequence[str] = ()) -> str:
@@ -82,7 +82,7 @@ def videos_csv(rows: Iterable[VideoRow], extra_columns: Sequence[str] = ()) -> s
     for r in rows:
         if len(r.extra) != len(extra_columns):
             raise ValueError(f"{r.video_id}: {len(r.extra)} extra fields, expected {len(extra_columns)}")
-    return _csv_text(
+    return csv_text(
         VIDEO_HEADER + tuple(extra_columns),
         ((r.video_id, r.path, r.class_name, r.class_index, *r.extra) for r in rows),
     )

@@ -163,10 +163,9 @@ class _StopFlag:
             signal.signal(sig, old)
 
 
-def _merge_skipped(into: dict[str, dict], events) -> None:
-    for vid, reason in events:
-        e = into.setdefault(vid, {"reason": reason, "count": 0})
-        e["count"] += 1
+def _add_skipped(into: dict[str, dict], vid: str, reason: str, count: int = 1) -> None:
+    """Count ``count`` more replacements of the undecodable video ``vid`` (its first reason kept)."""
+    into.setdefault(vid, {"reason": reason, "count": 0})["count"] += count
 
 
 def train(job: TrainJob) -> int:
@@ -332,7 +331,8 @@ def _train(job: TrainJob, d: Dist) -> int:
                 opt.zero_grad(set_to_none=True)
                 with torch.no_grad():
                     clip.logit_scale.clamp_(0.0, math.log(recipe.max_logit_scale))
-                _merge_skipped(skipped_local, step_skips)
+                for vid, reason in step_skips:
+                    _add_skipped(skipped_local, vid, reason)
                 done = g + 1
                 if d.main:
                     dt = time.perf_counter() - t0
@@ -378,8 +378,7 @@ def _total_skipped(base: dict[str, dict], per_rank: list[dict[str, dict]]) -> di
     total = {k: dict(v) for k, v in base.items()}
     for part in per_rank:
         for vid, e in part.items():
-            t = total.setdefault(vid, {"reason": e["reason"], "count": 0})
-            t["count"] += e["count"]
+            _add_skipped(total, vid, e["reason"], e["count"])
     return dict(sorted(total.items()))
 
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from zar.utils import UserError
+from zar.utils import UserError, read_yaml
 
 
 @dataclass(frozen=True)
@@ -157,12 +157,7 @@ def load_recipe(value: str | Path | None) -> Recipe:
     p = Path(s)
     if not p.is_file():
         raise UserError(f"recipe {s!r}: not a preset ({', '.join(PRESETS)}) and no such file")
-    import yaml
-
-    try:
-        data = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as e:
-        raise UserError(f"{p}: not valid YAML ({e})") from None
+    data = read_yaml(p, "recipe file")
     if not isinstance(data, dict):
         raise UserError(f"{p}: expected a mapping of recipe keys")
     base = data.pop("base", "k400")
