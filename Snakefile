@@ -2,7 +2,11 @@
 #   snakemake --cores all results/table1.md                       (the paper; GPU, data)
 #   snakemake --cores all --directory demo results/table1.md      (the demo; CPU, minutes)
 # See README.md for targets, the SLURM profile and rerunning one ablation.
+import os
+
 from snakemake.utils import min_version, validate
+
+import zar.workflow as W
 
 min_version("9.0")
 
@@ -10,7 +14,9 @@ min_version("9.0")
 configfile: "config/config.yaml"
 
 
-validate(config, "workflow/schemas/config.schema.yaml")
+SCHEMA = os.path.join(workflow.basedir, "workflow/schemas/config.schema.yaml")
+W.check_config(config, SCHEMA)  # a few short lines on a bad config, not the whole schema
+validate(config, SCHEMA)  # fills in the defaults
 
 
 include: "workflow/rules/common.smk"

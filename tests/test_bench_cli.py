@@ -2,7 +2,7 @@
 import pytest
 
 from zar.backbone import build_model
-from zar.bench import flops
+from zar.cost import flops
 from zar.cli import main as zar
 from zar.views import ViewConfig
 
@@ -16,7 +16,7 @@ def vit_macs(tokens: int, width: int, layers: int, patches: int, patch_dim: int,
 
 def test_vit_b16_flops_match_the_arithmetic():
     model, pre = build_model("ViT-B-16:none")
-    f = flops(model, pre, ViewConfig(), 5, "cpu")
+    f = flops(model, pre, ViewConfig(), [f"class {i}" for i in range(5)], device="cpu")
     macs = vit_macs(tokens=197, width=768, layers=12, patches=196, patch_dim=3 * 16 * 16, out_dim=512)
     assert f["gflops_per_frame"] == pytest.approx(2 * macs / 1e9, rel=1e-3)
     # the paper's 281 "GFLOPs" for the 16-frame inference clip are multiply-adds

@@ -85,7 +85,7 @@ def test_dedup_encoding_equals_naive_per_view(tiny_model, make_video):
         idx = V.clip_indices(30, cfg, "v", view.rate, view.sample)
         ref = F.normalize(torch.stack([frame_embedding(i, view.crop) for i in idx]).mean(0), dim=0)
         assert torch.allclose(views[k], ref, atol=1e-5), view
-    inf_idx = V.inference_indices(30, cfg.frames)
+    inf_idx = V.inference_indices(30, cfg.infer_frames)
     ref = F.normalize(torch.stack([embed(frames[i], pre.image_size, "center") for i in inf_idx]).mean(0), dim=0)
     assert torch.allclose(infer, ref, atol=1e-5)
 
@@ -94,14 +94,14 @@ def test_encode_tune_equals_evaluate_and_counts_skips(dataset):
     d = dataset
     common = ["--videos", str(d["videos"]), "--root", str(d["root"]), "--backbone", "tiny"]
     cache = d["tmp"] / "emb.pt"
-    assert zar(["encode", *common, "--classes", str(d["classes"]), "--out", str(cache), *FAST]) == 0
+    assert zar(["encode", *common, "--out", str(cache), *FAST]) == 0
     data = load_cache(cache)
     assert len(data["video_ids"]) == 6 and data["views"].shape[:2] == (6, 48)
     assert sorted(s["video_id"] for s in data["skipped"]) == ["broken", "empty", "gone"]
     assert all(s["reason"] for s in data["skipped"])
     out = d["tmp"] / "tune" / "split1.json"
-    assert zar(["tune", "--embeddings", str(cache), "--classes", str(d["classes"]), "--backbone", "tiny",
-                "--method", "zar", "--out", str(out), *FAST]) == 0
+    assert zar(["tune", "--embeddings", str(cache), "--videos", str(d["videos"]), "--classes", str(d["classes"]),
+                "--backbone", "tiny", "--method", "zar", "--out", str(out), *FAST]) == 0
     ev = d["tmp"] / "ev"
     assert zar(["evaluate", *common, "--classes", str(d["classes"]), "--method", "zar", "--out", str(ev), *FAST]) == 0
     a, b = _preds(out.with_suffix(".jsonl")), _preds(ev / "predictions.jsonl")
@@ -114,6 +114,8 @@ def test_encode_tune_equals_evaluate_and_counts_skips(dataset):
         assert summary["n_listed"] == 9 and summary["n_evaluated"] == 6 and summary["n_skipped"] == 3
         assert {s["video_id"] for s in summary["skipped"]} == {"broken", "empty", "gone"}
         assert summary["settings"]["tune"]["ratio"] == 0.8 and summary["provenance"]["versions"]["torch"]
+        assert summary["settings"]["frames"] == {"views": 16, "inference": 16, "backbone_training": None}
+        assert summary["predictions"].endswith(".jsonl") and Path(summary["predictions"]).is_file()
         assert "git_commit" in summary["provenance"] and summary["method"] == "zar"
         labels = np.array([r["label"] for r in a.values()])
         pred = np.array([r["top5_after"][0] for r in a.values()])
@@ -134,8 +136,7 @@ def test_ratio_keeping_no_view_is_refused_before_any_work(dataset, capsys):
 
 def test_shards_merge_to_the_same_numbers(dataset):
     d = dataset
-    common = ["--videos", str(d["videos"]), "--root", str(d["root"]), "--backbone", "tiny",
-              "--classes", str(d["classes"])]
+    common = ["--videos", str(d["videos"]), "--root", str(d["root"]), "--backbone", "tiny"]
     whole = d["tmp"] / "whole.pt"
     zar(["encode", *common, "--out", str(whole), *FAST])
     shards = [d["tmp"] / f"s{k}.pt" for k in (1, 2, 3)]
@@ -144,8 +145,8 @@ def test_shards_merge_to_the_same_numbers(dataset):
     outs = []
     for name, embs in (("one", [whole]), ("three", list(reversed(shards)))):
         out = d["tmp"] / name / "r.json"
-        zar(["tune", "--embeddings", *map(str, embs), "--classes", str(d["classes"]), "--backbone", "tiny",
-             "--out", str(out), *FAST])
+        zar(["tune", "--embeddings", *map(str, embs), "--videos", str(d["videos"]), "--classes", str(d["classes"]),
+             "--backbone", "tiny", "--out", str(out), *FAST])
         outs.append(out)
     a, b = (json.loads(o.read_text()) for o in outs)
     for key in ("top1", "top5", "mean_class_acc", "n_listed", "n_evaluated", "skipped"):
@@ -158,24 +159,23 @@ def test_shards_merge_to_the_same_numbers(dataset):
 def test_variants_reuse_the_superset_cache(dataset):
     """Tuning with 3 crops / dropped rates from a 9-crop cache equals encoding those views directly."""
     d = dataset
-    common = ["--videos", str(d["videos"]), "--root", str(d["root"]), "--backbone", "tiny",
-              "--classes", str(d["classes"])]
+    common = ["--videos", str(d["videos"]), "--root", str(d["root"]), "--backbone", "tiny"]
     big, small = d["tmp"] / "big.pt", d["tmp"] / "small.pt"
     zar(["encode", *common, "--out", str(big), "--set", "views.crops=9", *FAST])
     zar(["encode", *common, "--out", str(small), "--set", "views.crops=3", "--set", "views.rates=[1,2]", *FAST])
     res = []
     for emb in (big, small):
         out = d["tmp"] / emb.stem / "r.json"
-        zar(["tune", "--embeddings", str(emb), "--classes", str(d["classes"]), "--backbone", "tiny", "--out", str(out),
-             "--set", "views.crops=3", "--set", "views.rates=[1,2]", *FAST])
+        zar(["tune", "--embeddings", str(emb), "--videos", str(d["videos"]), "--classes", str(d["classes"]),
+             "--backbone", "tiny", "--out", str(out), "--set", "views.crops=3", "--set", "views.rates=[1,2]", *FAST])
         res.append(_preds(out.with_suffix(".jsonl")))
         assert json.loads(out.read_text())["n_views"] == 24
     for vid in res[0]:
         assert res[0][vid]["kept_views"] == res[1][vid]["kept_views"]
         assert np.allclose(res[0][vid]["logits_after"], res[1][vid]["logits_after"], atol=1e-4)
     # asking for views the cache does not hold is an error that says what to do
-    assert zar(["tune", "--embeddings", str(small), "--classes", str(d["classes"]), "--backbone", "tiny",
-                "--out", str(d["tmp"] / "x.json"), "--set", "views.crops=9", *FAST]) == 2
+    assert zar(["tune", "--embeddings", str(small), "--videos", str(d["videos"]), "--classes", str(d["classes"]),
+                "--backbone", "tiny", "--out", str(d["tmp"] / "x.json"), "--set", "views.crops=9", *FAST]) == 2
 
 
 def test_encode_resumes_after_a_crash(dataset, monkeypatch):
@@ -183,7 +183,7 @@ def test_encode_resumes_after_a_crash(dataset, monkeypatch):
 
     d = dataset
     args = ["encode", "--videos", str(d["videos"]), "--root", str(d["root"]), "--backbone", "tiny",
-            "--classes", str(d["classes"]), "--set", "run.chunk=2", *FAST]
+            "--set", "run.chunk=2", *FAST]
     ref = d["tmp"] / "ref.pt"
     zar([*args, "--out", str(ref)])
     calls = {"n": 0}
@@ -252,3 +252,72 @@ def test_reader_workers_give_the_same_embeddings(dataset):
              "--out", str(out), "--set", f"run.workers={w}"])
         outs.append(load_cache(out))
     assert outs[0]["video_ids"] == outs[1]["video_ids"] and torch.allclose(outs[0]["views"], outs[1]["views"], atol=1e-6)
+
+
+def _list(path, rows):
+    path.write_text("video_id,path,class_name,class_index\n" + "".join(f"{a},{b},{c},{i}\n" for a, b, c, i in rows))
+    return path
+
+
+def test_one_encoding_serves_every_list_that_shares_its_videos(dataset):
+    """Two lists sharing videos (like a dataset's three splits) are encoded once; each list's
+    tuning picks its videos, labels and classifier and gets what its own encoding would give."""
+    d = dataset
+    rows = [ln.split(",") for ln in d["videos"].read_text().splitlines()[1:]]
+    a = _list(d["tmp"] / "a.csv", [r for r in rows if r[2] in ("red", "green")][:4])
+    names = ["green", "blue"]
+    b_rows = [(r[0], r[1], r[2], names.index(r[2])) for r in rows if r[2] in names and r[0] != "gone"]
+    b = _list(d["tmp"] / "b.csv", b_rows)
+    cb = d["tmp"] / "classes_b.csv"
+    cb.write_text("class_index,class_name,text\n" + "".join(f"{i},{n},{n} square\n" for i, n in enumerate(names)))
+    union, alone = d["tmp"] / "union.pt", d["tmp"] / "alone.pt"
+    base = ["--backbone", "tiny", *FAST]
+    assert zar(["encode", "--videos", str(a), str(b), "--out", str(union), "--root", str(d["root"]), *base]) == 0
+    assert zar(["encode", "--videos", str(b), "--out", str(alone), "--root", str(d["root"]), *base]) == 0
+    cache = load_cache(union)
+    ids_a = [r[0] for r in map(lambda x: x.split(","), a.read_text().splitlines()[1:])]
+    assert cache["n_union"] == len(set(ids_a) | {r[0] for r in b_rows})
+    outs = []
+    for emb in (union, alone):
+        out = d["tmp"] / f"b_from_{emb.stem}.json"
+        assert zar(["tune", "--embeddings", str(emb), "--videos", str(b), "--classes", str(cb), "--out", str(out),
+                    *base]) == 0
+        outs.append(out)
+    pa, pb = _preds(outs[0].with_suffix(".jsonl")), _preds(outs[1].with_suffix(".jsonl"))
+    assert list(pa) == list(pb) and len(pa[next(iter(pa))]["logits_after"]) == 2
+    for vid in pa:
+        assert pa[vid]["label"] == pb[vid]["label"] and pa[vid]["kept_views"] == pb[vid]["kept_views"]
+        assert pa[vid]["logits_after"] == pb[vid]["logits_after"]
+    sa, sb = (json.loads(o.read_text()) for o in outs)
+    assert (sa["n_listed"], sa["n_evaluated"], sa["skipped"]) == (sb["n_listed"], sb["n_evaluated"], sb["skipped"])
+    assert sa["n_listed"] == len(b_rows) and {s["video_id"] for s in sa["skipped"]} == {"empty"}
+    # a list the encoding never saw is refused, naming what to do
+    assert zar(["tune", "--embeddings", str(alone), "--videos", str(a), "--classes", str(d["classes"]),
+                "--out", str(d["tmp"] / "bad.json"), *base]) == 2
+
+
+def test_inference_clip_has_its_own_frame_count(dataset):
+    """8-frame views (base-to-novel) still predict on a 16-frame inference clip; a vanilla run
+    can encode the inference clip alone (no views), e.g. 32 frames."""
+    d = dataset
+    base = ["--videos", str(d["videos"]), "--root", str(d["root"]), "--backbone", "tiny", *FAST]
+    t8, t16, only = d["tmp"] / "t8.pt", d["tmp"] / "t16.pt", d["tmp"] / "only.pt"
+    zar(["encode", *base, "--out", str(t8), "--set", "views.frames=8"])
+    zar(["encode", *base, "--out", str(t16)])
+    zar(["encode", *base, "--out", str(only), "--set", "views.samples_per_rate=0", "--set", "views.infer_frames=32"])
+    a, b, c = load_cache(t8), load_cache(t16), load_cache(only)
+    assert a["views_config"]["infer_frames"] == 16 and torch.equal(a["infer"], b["infer"])
+    assert not torch.allclose(a["views"], b["views"])
+    assert c["views"].shape[1] == 0 and not torch.allclose(c["infer"], b["infer"])
+    out = d["tmp"] / "van32.json"
+    assert zar(["tune", "--embeddings", str(only), "--videos", str(d["videos"]), "--classes", str(d["classes"]),
+                "--out", str(out), "--method", "vanilla", "--set", "views.samples_per_rate=0",
+                "--set", "views.infer_frames=32", "--set", "tune.template={c}", "--backbone", "tiny", *FAST]) == 0
+    s = json.loads(out.read_text())
+    assert s["settings"]["frames"]["inference"] == 32 and s["settings"]["tune"]["template"] == "{c}"
+    assert s["top1"] == s["top1_before_tuning"] == s["top1_ensemble"]
+    out8 = d["tmp"] / "zar8.json"
+    assert zar(["tune", "--embeddings", str(t8), "--videos", str(d["videos"]), "--classes", str(d["classes"]),
+                "--out", str(out8), "--set", "views.frames=8", "--backbone", "tiny", *FAST]) == 0
+    assert json.loads(out8.read_text())["settings"]["frames"] == {"views": 8, "inference": 16,
+                                                                  "backbone_training": None}

@@ -30,10 +30,10 @@ def pyproject_pins():
     return _pins(reqs)
 
 
-def environment_pins():
-    env = yaml.safe_load((ROOT / "environment.yml").read_text())
+def environment_pins(path: str = "environment.yml"):
+    env = yaml.safe_load((ROOT / path).read_text())
     pip = [d for d in env["dependencies"] if isinstance(d, dict) and "pip" in d]
-    assert len(pip) == 1, "environment.yml needs exactly one pip: section"
+    assert len(pip) == 1, f"{path} needs exactly one pip: section"
     return _pins([r for r in pip[0]["pip"] if not r.startswith("-")])
 
 
@@ -46,6 +46,13 @@ def disagreements(a: dict, b: dict) -> list[str]:
 
 def test_pins_agree():
     assert disagreements(pyproject_pins(), environment_pins()) == []
+
+
+def test_the_rules_environment_has_the_same_pins():
+    """workflow/envs/zar.yaml, the conda environment of every rule (`snakemake --sdm conda`)."""
+    assert disagreements(pyproject_pins(), environment_pins("workflow/envs/zar.yaml")) == []
+    env = yaml.safe_load((ROOT / "workflow/envs/zar.yaml").read_text())
+    assert env["dependencies"][:2] == yaml.safe_load((ROOT / "environment.yml").read_text())["dependencies"][:2]
 
 
 def test_pin_parser_rejects_ranges():

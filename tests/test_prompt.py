@@ -69,3 +69,31 @@ def test_errors(tiny_model):
     with pytest.raises(UserError):
         PromptLearner(model, [])
     assert class_text("kick_ball") == "kick ball"
+
+
+def test_truncated_text_equals_the_full_context(tiny_model):
+    """Up to the last end-of-text token only: under the causal mask the features are the same."""
+    model = tiny_model[0]
+    short = PromptLearner(model, NAMES)
+    full = PromptLearner(model, NAMES, truncate=False)
+    assert full.length == 77 and short.length < 30
+    assert short.length == int(short.tokens.argmax(dim=-1).max()) + 1  # the longest prompt's EOS
+    with torch.no_grad():
+        assert torch.allclose(short(), full(), atol=1e-6, rtol=0)
+        ctx = torch.randn((3, *short.ctx.shape), generator=torch.Generator().manual_seed(3)) * 0.02
+        assert torch.allclose(short(ctx), full(ctx), atol=1e-6, rtol=0)
+
+
+def test_class_name_alone_template(tiny_model):
+    """ViFi-CLIP's zero-shot text (the class name, no template): no context to tune."""
+    model = tiny_model[0]
+    pl = PromptLearner(model, NAMES, template="{c}")
+    assert pl.n_ctx == 0 and pl.ctx.numel() == 0
+    tok = open_clip.get_tokenizer("ViT-B-16")
+    with torch.no_grad():
+        ref = model.encode_text(tok([class_text(n) for n in NAMES]), normalize=True)
+        assert torch.allclose(pl(), ref, atol=1e-5, rtol=0)
+    with pytest.raises(UserError, match="only once, at its start"):
+        PromptLearner(model, NAMES, template="{c} {ctx}")
+    with pytest.raises(UserError, match="exactly once"):
+        PromptLearner(model, NAMES, template="a video")

@@ -1,4 +1,6 @@
-"""Table rendering: mean ± sample std over splits, the paper beside ours, counts, quoted rows."""
+"""Table rendering: mean ± sample std over splits, the paper beside ours only where measured
+alike, counts, quoted rows, demo tables without the paper, and the paper's numbers as typed
+from the paper's tables."""
 import csv
 import json
 import statistics
@@ -10,21 +12,45 @@ from zar.cli import main as zar
 from zar.tables import compute
 
 
-def _summary(path, top1, n_eval, n_list, n_classes=51):
+def _summary(path, top1, n_eval, n_list, n_classes=51, **metrics):
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps({"top1": top1, "n_evaluated": n_eval, "n_listed": n_list,
-                                "classes": [f"c{i}" for i in range(n_classes)]}))
+                                "classes": [f"c{i}" for i in range(n_classes)], **metrics}))
     return str(path)
+
+
+def test_the_papers_numbers_as_published():
+    """Typed from the paper's Tables 1-5 (Liang et al., EI 2025), not read from zar.paper."""
+    assert paper.TABLE1 == {
+        "vanilla": {"hmdb51": (40.8, 0.3), "ucf101": (63.2, 0.2), "k600": (59.8, 0.3)},
+        "zar": {"hmdb51": (43.6, 0.7), "ucf101": (64.1, 0.9), "k600": (60.2, 0.4)},
+        "zar_k400": {"hmdb51": (54.2, 0.8), "ucf101": (77.4, 0.8), "k600": (70.5, 0.4)},
+    }
+    assert paper.TABLE1_QUOTED == {"ViFi-CLIP B/16 (WIT + K400)": {"hmdb51": (51.3, 0.6), "ucf101": (76.8, 0.7),
+                                                                   "k600": (71.2, 1.0)}}
+    assert paper.TABLE2 == {"k400": (75.2, 60.7, 67.2), "hmdb51": (75.2, 55.2, 63.7), "ucf101": (91.3, 67.2, 77.4)}
+    assert [paper.TABLE3["hmdb51"][r] for r in range(10, 101, 10)] == [
+        53.94, 53.88, 54.07, 53.94, 53.81, 54.01, 54.14, 54.17, 54.14, 54.07]
+    assert [paper.TABLE3["ucf101"][r] for r in range(10, 101, 10)] == [
+        76.84, 77.26, 77.34, 77.34, 77.37, 77.37, 77.42, 77.37, 77.29, 77.10]
+    assert paper.TABLE4 == {(1, 2, 4, 8): 54.2, (1, 2, 4): 53.6, (1, 2): 52.1, (1,): 51.5}
+    assert paper.TABLE5 == {1: 53.6, 3: 54.2, 5: 52.0, 9: 51.8}
 
 
 def test_table1(tmp_path):
     vals = {("vanilla", "hmdb51"): [40.0, 41.5, 39.0], ("vanilla", "ucf101"): [60.0, 61.0, 65.0],
             ("zar", "hmdb51"): [44.0, 43.0, 45.5], ("zar", "ucf101"): [66.0, 64.0, 65.0]}
-    rows = []
-    for key, label in (("vanilla", "Vanilla CLIP"), ("zar", "ZAR")):
-        cells = {d: [_summary(tmp_path / key / d / f"s{i}.json", v, 1500 - i, 1530)
-                     for i, v in enumerate(vals[key, d])] for d in ("hmdb51", "ucf101")}
-        rows.append({"key": key, "label": label, "cells": cells})
+    before = {"hmdb51": [30.0, 31.0, 32.0], "ucf101": [50.0, 52.0, 54.0]}
+    files = {}
+    for key in ("vanilla", "zar"):
+        files[key] = {d: [_summary(tmp_path / key / d / f"s{i}.json", v, 1500 - i, 1530,
+                                   top1_before_tuning=before[d][i] if key == "zar" else v)
+                          for i, v in enumerate(vals[key, d])] for d in ("hmdb51", "ucf101")}
+    rows = [{"key": "vanilla", "label": "Vanilla CLIP", "paper": "vanilla", "cells": files["vanilla"],
+             "protocol": "32 frames, the class name alone"},
+            {"key": "zar_before", "label": "No tuning", "metric": "top1_before_tuning", "paper": None,
+             "cells": files["zar"]},
+            {"key": "zar", "label": "ZAR", "paper": "zar", "cells": files["zar"]}]
     spec = {"table": 1, "demo": False, "dataset_titles": {"hmdb51": "HMDB-51", "ucf101": "UCF101"},
             "columns": ["hmdb51", "ucf101"], "rows": rows}
     recs = {(r["row_key"], r["column"]): r for r in compute(spec)}
@@ -35,17 +61,39 @@ def test_table1(tmp_path):
         assert (r["paper_mean"], r["paper_std"]) == paper.TABLE1[key][d]
         assert r["diff"] == pytest.approx(statistics.mean(v) - paper.TABLE1[key][d][0])
         assert (r["n_evaluated"], r["n_listed"]) == (1500 + 1499 + 1498, 3 * 1530)
+    for d in ("hmdb51", "ucf101"):  # a row reads its own metric, and has no paper number to compare with
+        r = recs["zar_before", d]
+        assert r["ours_mean"] == pytest.approx(statistics.mean(before[d])) and r["paper_mean"] is None
     out = tmp_path / "t" / "table1"
     assert zar(["tables", "--spec", json.dumps(spec), "--out", str(out)]) == 0
     md = out.with_suffix(".md").read_text()
     assert "ViFi-CLIP B/16 (WIT + K400) (quoted from the paper)" in md
     assert "40.2 ± 1.3" in md and "40.8 ± 0.3" in md and "4,497/4,590" in md
     assert "ddof=1" in md and "quoted, not reproduced by us" in md
+    assert "Vanilla CLIP: 32 frames, the class name alone." in md
     assert "Chance level (100 / number of classes): HMDB-51 2.0%, UCF101 2.0%." in md
+    no_tuning = next(line for line in md.splitlines() if line.startswith("| No tuning"))
+    assert no_tuning.count("—") == 4  # paper and Δ empty in both columns
     tex = out.with_suffix(".tex").read_text()
     assert r"\begin{tabular}" in tex and r"Quoted from the paper" in tex
     rows_csv = list(csv.DictReader(out.with_suffix(".csv").open()))
-    assert len(rows_csv) == 4 and {r["column"] for r in rows_csv} == {"hmdb51", "ucf101"}
+    assert len(rows_csv) == 6 and {r["column"] for r in rows_csv} == {"hmdb51", "ucf101"}
+
+
+def test_demo_tables_show_no_paper_numbers(tmp_path):
+    cells = {"hmdb51": [_summary(tmp_path / f"c{i}.json", 50.0 + i, 5, 6, n_classes=12) for i in range(3)]}
+    spec = {"table": 1, "demo": True, "dataset_titles": {"hmdb51": "synthetic"}, "columns": ["hmdb51"],
+            "rows": [{"key": "zar_k400", "label": "ZAR", "paper": "zar_k400", "cells": cells}]}
+    (r,) = compute(spec)
+    assert r["paper_mean"] is None and r["diff"] is None
+    out = tmp_path / "table1"
+    assert zar(["tables", "--spec", json.dumps(spec), "--out", str(out)]) == 0
+    md = out.with_suffix(".md").read_text()
+    assert "DEMO on synthetic data" in md and "paper" not in md.split("|", 1)[1] and "Δ" not in md
+    assert "| ZAR | 51.0 ± 1.0 | 15/18 |" in md and "8.3%" in md
+    assert "quoted" not in md and "54.2" not in md
+    tex = out.with_suffix(".tex").read_text()
+    assert "paper" not in tex.split(r"\caption")[0] and "54.2" not in tex
 
 
 def test_table2_harmonic_mean_of_means(tmp_path):
@@ -53,7 +101,7 @@ def test_table2_harmonic_mean_of_means(tmp_path):
     cells = {"base": [_summary(tmp_path / f"b{i}.json", v, 10, 10) for i, v in enumerate(base)],
              "novel": [_summary(tmp_path / f"n{i}.json", v, 9, 10) for i, v in enumerate(novel)]}
     spec = {"table": 2, "dataset_titles": {"hmdb51": "HMDB-51"}, "columns": ["base", "novel", "hm"],
-            "rows": [{"key": "hmdb51", "label": "HMDB-51", "cells": cells}]}
+            "rows": [{"key": "hmdb51", "label": "HMDB-51", "paper": "hmdb51", "cells": cells}]}
     recs = {r["column"]: r for r in compute(spec)}
     b, n = statistics.mean(base), statistics.mean(novel)
     assert recs["hm"]["ours_mean"] == pytest.approx(2 * b * n / (b + n))
@@ -61,15 +109,15 @@ def test_table2_harmonic_mean_of_means(tmp_path):
     assert recs["novel"]["n_evaluated"] == 27
 
 
-def test_ablation_tables_and_demo_note(tmp_path):
+def test_ablation_tables(tmp_path):
     cells = {"hmdb51": [_summary(tmp_path / f"c{i}.json", 50.0 + i, 5, 6) for i in range(3)]}
-    spec = {"table": 5, "demo": True, "dataset_titles": {"hmdb51": "HMDB-51"}, "columns": ["hmdb51"],
-            "rows": [{"key": "9", "label": "9 crops", "cells": cells}]}
+    spec = {"table": 5, "demo": False, "dataset_titles": {"hmdb51": "HMDB-51"}, "columns": ["hmdb51"],
+            "rows": [{"key": "9", "label": "9 crops", "paper": "crops", "cells": cells}]}
     (r,) = compute(spec)
-    assert r["paper_mean"] == paper.TABLE5[9] and r["ours_mean"] == pytest.approx(51.0)
+    assert r["paper_mean"] == 51.8 and r["ours_mean"] == pytest.approx(51.0)
     out = tmp_path / "table5"
-    zar(["tables", "--spec", json.dumps(spec), "--out", str(out)])
-    assert "DEMO on synthetic data" in out.with_suffix(".md").read_text()
+    assert zar(["tables", "--spec", json.dumps(spec), "--out", str(out)]) == 0
+    assert "| 9 crops | 51.0 ± 1.0 | 51.8 | -0.8 | 15/18 |" in out.with_suffix(".md").read_text()
 
 
 def test_missing_result_is_an_error(tmp_path):

@@ -61,7 +61,7 @@ def test_recipe_presets_follow_the_protocol():
     assert (k.color_jitter_p, k.grayscale_p, k.crop_scales) == (0.8, 0.2, (1.0, 0.875, 0.75, 0.66))
     assert k.prompt == "a photo of a {c}."
     b = load_recipe("b2n")
-    assert (b.epochs, b.lr, b.batch_size) == (11, 2e-6, 64)
+    assert (b.epochs, b.lr, b.batch_size, b.frames) == (11, 2e-6, 64, 16)  # same clip length as K400
 
 
 def test_recipe_yaml_overrides_and_errors(tmp_path):
@@ -99,18 +99,49 @@ def test_segment_indices_one_per_segment(n, t):
         assert any(segment_indices(n, t, seed=s) != idx for s in range(4, 8))
 
 
-def test_lr_schedule_warmup_then_cosine():
-    from zar.train.loop import lr_at
+def test_lr_follows_vifi_clips_timm_schedule_step_for_step(data, tmp_path):
+    """8 optimizer steps, 4 of warm-up: the lr of each step, as logged, is ViFi-CLIP's.
 
-    total, warm, lr, ratio = 100, 10, 1e-3, 0.01
-    got = [lr_at(s, total, warm, lr, ratio) for s in range(total)]
-    for s in range(warm):
-        assert got[s] == pytest.approx(lr * (s + 1) / warm)
-    lo = lr * ratio
-    for s in range(warm, total):
-        t = (s - warm) / (total - warm)
-        assert got[s] == pytest.approx(lo + (lr - lo) * (1 + math.cos(math.pi * t)) / 2)
-    assert got[warm] == pytest.approx(lr) and lo < got[-1] < 1.05 * lo
+    ViFi-CLIP: timm CosineLRScheduler(t_initial=8, lr_min=lr/100, warmup_lr_init=0, warmup_t=4,
+    t_in_epochs=False), step_update(s) after step s; so step s runs at the value for s - 1:
+    warm-up lr * t / 4, then lr_min + (lr - lr_min)(1 + cos(pi t / 8)) / 2 of the WHOLE run.
+    """
+    lr = 1e-3
+    recipe = write_recipe(tmp_path / "r.yaml", epochs=4, warmup_epochs=2.0, lr=lr, min_lr_ratio=0.01,
+                          num_workers=0, mixup_alpha=0.0, cutmix_alpha=0.0)
+    out = tmp_path / "run"
+    assert main(train_args(data, out, recipe)) == 0
+    got = [json.loads(line)["lr"] for line in (out / "train_log.jsonl").read_text().splitlines()]
+    lo = lr / 100
+    # written out by hand: t = step - 1; steps 0 and 1 run at t = 0 (lr 0)
+    want = [0.0, 0.0, lr * 1 / 4, lr * 2 / 4, lr * 3 / 4,
+            lo + (lr - lo) * (1 + math.cos(math.pi * 4 / 8)) / 2,   # end of warm-up: about lr / 2
+            lo + (lr - lo) * (1 + math.cos(math.pi * 5 / 8)) / 2,
+            lo + (lr - lo) * (1 + math.cos(math.pi * 6 / 8)) / 2]   # the last step
+    assert len(got) == 8
+    assert got == pytest.approx(want, rel=1e-12, abs=1e-15)
+    assert want[5] == pytest.approx(0.505 * lr)  # half the peak right after warm-up: no restart
+
+
+def test_token_embedding_is_not_trained_everything_else_is(data, tmp_path):
+    """ViFi-CLIP keeps the word table fixed (its prompts' embeddings are a buffer) and trains
+    both towers, the projections, the positional embeddings and logit_scale."""
+    from zar.backbone import build_model
+    from zar.utils import stable_int
+    from zar.train.recipe import load_recipe
+
+    recipe = write_recipe(tmp_path / "r.yaml", epochs=1, warmup_epochs=0.0, lr=1e-3, num_workers=0)
+    out = tmp_path / "run"
+    assert main(train_args(data, out, recipe)) == 0
+    torch.manual_seed(stable_int(load_recipe(recipe).seed, "init"))  # the run's initial weights
+    init, _ = build_model("tiny")
+    before = {k: v for k, v in init.state_dict().items()}
+    after = load_weights(out / "model.safetensors")
+    assert torch.equal(after["token_embedding.weight"], before["token_embedding.weight"])
+    trained = [n for n, p in init.named_parameters() if n != "token_embedding.weight"]
+    assert "logit_scale" in trained and "positional_embedding" in trained and "text_projection" in trained
+    unchanged = [n for n in trained if torch.equal(after[n], before[n])]
+    assert not unchanged, f"parameters that did not move: {unchanged}"
 
 
 def test_soft_targets_and_cross_entropy():
@@ -362,17 +393,17 @@ def test_stop_signal_drops_the_step_in_flight_and_resumes_exactly(data, full_run
 
     from zar.train import loop
 
-    real_lr_at = loop.lr_at
+    real_set_step_lr = loop.set_step_lr
 
-    def lr_at_with_signal(step, *args):
+    def set_step_lr_with_signal(scheduler, step):
         if step == 3:
             os.kill(os.getpid(), signal.SIGTERM)  # the handler runs before this returns
-        return real_lr_at(step, *args)
+        return real_set_step_lr(scheduler, step)
 
     out = tmp_path / "run"
-    monkeypatch.setattr(loop, "lr_at", lr_at_with_signal)
+    monkeypatch.setattr(loop, "set_step_lr", set_step_lr_with_signal)
     assert main(train_args(data, out, full_run["recipe"])) == loop.EXIT_STOPPED
-    monkeypatch.setattr(loop, "lr_at", real_lr_at)
+    monkeypatch.setattr(loop, "set_step_lr", real_set_step_lr)
     assert sorted(p.name for p in (out / "state").iterdir()) == ["step_00000002.pt", "step_00000003.pt"]
     assert [json.loads(x)["step"] for x in (out / "train_log.jsonl").read_text().splitlines()] == [1, 2, 3]
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the handler is removed afterwards

@@ -112,6 +112,34 @@ def test_import_fills_every_key_and_loads_as_backbone(tmp_path, fake_yacs, base_
     with torch.no_grad():
         assert torch.equal(model.encode_image(x), ref.encode_image(x))
         assert torch.equal(model.encode_text(tok), ref.encode_text(tok))
+    # evaluated with the preprocessing ViFi-CLIP trained it with: ImageNet statistics, bilinear
+    assert pre.mean == (0.485, 0.456, 0.406) and pre.std == (0.229, 0.224, 0.225)
+    assert pre.interpolation == "bilinear" and meta["train_frames"] == 32
+
+
+def test_imported_weights_are_read_with_their_preprocessing(tmp_path, fake_yacs, base_dir, make_video):
+    """The encoder normalises with the checkpoint's statistics and resizes bilinearly."""
+    from torchvision.transforms.v2 import InterpolationMode
+    from torchvision.transforms.v2 import functional as TF
+
+    from zar.backbone import build_model
+    from zar.encode import prepare_video
+    from zar.lists import VideoRow
+    from zar.views import ViewConfig
+
+    ckpt = save_vifi(tmp_path / "vifi.pth", to_vifi(tiny_state(1)), fake_yacs)
+    out = tmp_path / "imported"
+    assert main(["import-vifi", str(ckpt), "--out", str(out), "--base", str(base_dir)]) == 0
+    _, pre = build_model(str(out))
+    path = make_video("v.mp4", n=12, h=96, w=128)
+    prepared = prepare_video(VideoRow("v", str(path), 0, ""), ViewConfig(), pre)
+    import av
+
+    with av.open(str(path)) as c:
+        first = [f.to_ndarray(format="rgb24") for f in c.decode(video=0)][prepared["plan"].infer[0]]
+    ref = TF.resize(torch.from_numpy(first).permute(2, 0, 1), [64, 85], interpolation=InterpolationMode.BILINEAR,
+                    antialias=True)[:, :, 10:74]
+    assert torch.equal(prepared["infer_frames"][0], ref)
 
 
 @pytest.mark.parametrize("token_key", ["token_embedding.weight", "prompt_learner.token_embedding.weight"])

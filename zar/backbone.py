@@ -31,9 +31,14 @@ from zar.utils import UserError
 log = logging.getLogger(__name__)
 
 CONFIG_DIR = Path(__file__).resolve().parent / "model_configs"
-# CLIP's normalisation and bicubic resize (PROTOCOL §1): our convention for every backbone.
+# CLIP's normalisation and bicubic resize (docs/protocol.md §1): our convention for every
+# backbone we load or train. A checkpoint's model.json may name other preprocessing (ViFi-CLIP's
+# released weights were trained with ImageNet statistics and bilinear resizing), which is then
+# used to evaluate it.
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+IMAGENET_MEAN = (0.485, 0.456, 0.406)  # ViFi-CLIP: mean [123.675, 116.28, 103.53] / 255
+IMAGENET_STD = (0.229, 0.224, 0.225)  # ViFi-CLIP: std [58.395, 57.12, 57.375] / 255
 
 
 @dataclass(frozen=True)
@@ -112,6 +117,23 @@ def checkpoint_spec(weights: Path) -> BackboneSpec:
     if "arch" not in meta:
         raise UserError(f"{meta_path}: no 'arch' key")
     return BackboneSpec(meta["arch"], str(weights), bool(meta.get("quick_gelu", False)))
+
+
+def backbone_meta(spec: BackboneSpec) -> dict[str, Any]:
+    """The ``model.json`` of a checkpoint written by `zar train` / `zar import-vifi`, or {}."""
+    if not spec.pretrained or not spec.pretrained.endswith(".safetensors"):
+        return {}
+    meta = Path(spec.pretrained).with_suffix(".json")
+    if not meta.is_file():
+        return {}
+    with open(meta) as f:
+        return json.load(f)
+
+
+def training_frames(spec: BackboneSpec) -> int | None:
+    """Frames per clip the backbone was fine-tuned with (None: not fine-tuned by us, or unknown)."""
+    meta = backbone_meta(spec)
+    return meta.get("recipe", {}).get("frames") or meta.get("train_frames")
 
 
 # ----------------------------------------------------------------------------- weights
@@ -243,7 +265,22 @@ class Preprocess:
     image_size: int
     mean: tuple[float, float, float] = CLIP_MEAN
     std: tuple[float, float, float] = CLIP_STD
-    interpolation: str = "bicubic"
+    interpolation: str = "bicubic"  # or "bilinear"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"mean": list(self.mean), "std": list(self.std), "interpolation": self.interpolation}
+
+
+def checkpoint_preprocess(spec: BackboneSpec, image_size: int) -> Preprocess:
+    """The preprocessing a checkpoint was trained with (its model.json), CLIP's otherwise."""
+    pre = backbone_meta(spec).get("preprocess")
+    if not pre:
+        return Preprocess(image_size)
+    if pre.get("interpolation") not in ("bicubic", "bilinear") or len(pre.get("mean", [])) != 3 \
+            or len(pre.get("std", [])) != 3:
+        raise UserError(f"{Path(spec.pretrained).with_suffix('.json')}: 'preprocess' needs mean and std (3 values "
+                        f"each) and interpolation bicubic or bilinear, got {pre!r}")
+    return Preprocess(image_size, tuple(pre["mean"]), tuple(pre["std"]), pre["interpolation"])
 
 
 def build_model(spec: BackboneSpec | str | dict, device: str | torch.device = "cpu",
@@ -275,7 +312,7 @@ def build_model(spec: BackboneSpec | str | dict, device: str | torch.device = "c
     size = model.visual.image_size
     size = size[0] if isinstance(size, (tuple, list)) else int(size)
     log.info("backbone %s pretrained=%s quick_gelu=%s image_size=%d", spec.arch, spec.pretrained, quick, size)
-    return model, Preprocess(image_size=size)
+    return model, checkpoint_preprocess(spec, size)
 
 
 def load_checkpoint_weights(model: torch.nn.Module, path: str) -> None:

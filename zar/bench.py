@@ -35,51 +35,10 @@ def _make_clip(path: Path, seconds: float, size: str) -> None:
                     str(path)], check=True)
 
 
-def flops(model, pre, cfg, n_classes: int, device) -> dict[str, float]:
-    """GFLOPs: inference clip only, and everything one ZAR video costs (fp32 count)."""
-    from torch.nn.attention import SDPBackend, sdpa_kernel
-    from torch.utils.flop_counter import FlopCounterMode
-
-    from zar.prompt import PromptLearner
-    from zar.tta import marginal_entropy
-
-    s = pre.image_size
-    img = torch.zeros(1, 3, s, s, device=device)
-    # In eval mode nn.MultiheadAttention takes a fused fast path that the counter does not see,
-    # and fused attention kernels are not counted either: train mode (CLIP has no dropout) and
-    # the plain-maths attention make every multiply-add visible.
-    was_training = model.training
-    model.train()
-    try:
-        with sdpa_kernel(SDPBackend.MATH):
-            with FlopCounterMode(display=False) as fc:
-                with torch.no_grad():
-                    model.encode_image(img)
-            per_frame = fc.get_total_flops()
-            pl = PromptLearner(model, [f"class {i}" for i in range(n_classes)]).to(device)
-            with FlopCounterMode(display=False) as fc:
-                with torch.no_grad():
-                    pl()
-            text_fwd = fc.get_total_flops()
-            with FlopCounterMode(display=False) as fc:
-                feats = pl()
-                marginal_entropy(feats[:1] @ feats.t()).backward()
-            text_fwd_bwd = fc.get_total_flops()
-    finally:
-        model.train(was_training)
-    view_frames = cfg.n_views * cfg.frames
-    return {
-        "gflops_per_frame": per_frame / 1e9,
-        "gflops_inference_clip": cfg.frames * per_frame / 1e9,
-        "gflops_per_video_total": ((view_frames + cfg.frames) * per_frame + text_fwd_bwd + text_fwd) / 1e9,
-        "gflops_text_forward": text_fwd / 1e9,
-        "view_frames": view_frames,
-    }
-
-
 def run(args) -> int:
     from zar.backbone import build_model
     from zar.config import load_settings
+    from zar.cost import flops
     from zar.encode import VideoEncoder, prepare_video
     from zar.lists import VideoRow
     from zar.tta import Tuner
@@ -122,9 +81,10 @@ def run(args) -> int:
     if device.startswith("cuda"):
         print(f"  peak GPU memory {torch.cuda.max_memory_allocated() / 2**30:.2f} GiB")
     if not args.no_flops:
-        f = flops(model, pre, settings.views, args.classes, device)
+        f = flops(model, pre, settings.views, [f"action number {i}" for i in range(args.classes)], settings.tune,
+                  device)
         print(f"  GFLOPs (2 per multiply-add): inference clip {f['gflops_inference_clip']:.1f} "
-              f"({settings.views.frames} frames); per video in all {f['gflops_per_video_total']:.1f} "
+              f"({settings.views.infer_frames} frames); per video in all {f['gflops_per_video_total']:.1f} "
               f"({f['view_frames']} view frames + text passes)")
         print(f"  as multiply-adds (GMACs, the convention of most papers' 'GFLOPs'): inference clip "
               f"{f['gflops_inference_clip'] / 2:.1f}; per video in all {f['gflops_per_video_total'] / 2:.1f}")

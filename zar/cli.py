@@ -23,7 +23,6 @@ VERBS: dict[str, tuple[str, str]] = {
     "train": ("zar.train", "fine-tune CLIP on videos (K400 or 16-shot base classes)"),
     "import-vifi": ("zar.train.vifi", "import a ViFi-CLIP checkpoint as a zar backbone"),
     "tables": ("zar.tables", "render a paper table from result files"),
-    "demo-data": ("zar.demo", "generate the synthetic demo dataset"),
     "fetch-weights": ("zar.backbone", "download backbone weights into the cache (needs network)"),
     "bench": ("zar.bench", "benchmark encoding and tuning speed; print figures"),
 }

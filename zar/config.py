@@ -1,7 +1,9 @@
 """Method settings from a YAML/JSON file plus ``--set section.key=value`` overrides.
 
 Sections: ``views`` (:class:`zar.views.ViewConfig`), ``tune`` (:class:`zar.tta.TuneConfig`)
-and ``run`` (:class:`RunConfig`: device, batching, decoding). Unknown keys are errors.
+and ``run`` (:class:`RunConfig`: device, batching, decoding). Every setting is declared once
+with its rules (:mod:`zar.fields`): the command line refuses a bad value in one line, before
+any work, and the workflow's config schema holds the same rules (``settings_schema``).
 """
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ from typing import Any
 
 import yaml
 
+from zar.fields import check, json_schema, setting, settings_fields
 from zar.tta import TuneConfig
 from zar.utils import UserError, read_yaml
 from zar.views import ViewConfig
@@ -19,23 +22,52 @@ from zar.views import ViewConfig
 
 @dataclass(frozen=True)
 class RunConfig:
-    device: str = "auto"  # auto = cuda if available, else cpu
-    batch_size: int = 256  # frames per image-encoder batch
-    workers: int = 2  # video-reading worker processes (0 = in the main process)
-    backend: str = "decord"  # video reader
-    timeout: float = 120.0  # seconds allowed to read one video
-    chunk: int = 200  # videos per resumable chunk written by `zar encode`
-    store_dtype: str = "float32"  # dtype of cached embeddings (float32 or float16)
+    device: str = setting("auto", "string", "auto (cuda when available, else cpu), cpu, cuda or cuda:N",
+                          pattern=r"^(auto|cpu|cuda(:[0-9]+)?)$", allowed="auto, cpu, cuda or cuda:N")
+    batch_size: int = setting(256, "integer", "frames per image-encoder batch", minimum=1)
+    workers: int = setting(2, "integer", "video-reading worker processes (0 = in the main process)", minimum=0)
+    backend: str = setting("decord", "string", "video reader (PyAV is the exact fallback of decord)",
+                           enum=["decord", "pyav"])
+    timeout: float = setting(120.0, "number", "seconds allowed to read one video", exclusiveMinimum=0)
+    chunk: int = setting(200, "integer", "videos per resumable chunk written by `zar encode`", minimum=1)
+    store_dtype: str = setting("float32", "string", "dtype of the cached embeddings", enum=["float32", "float16"])
+    tune_batch: int = setting(16, "integer", "videos tuned together, each with its own context (the "
+                              "results do not depend on it; continual mode tunes one at a time)", minimum=1)
+
+    def __post_init__(self):
+        check(self, "run")
 
     def resolved_device(self) -> str:
-        if self.device != "auto":
-            return self.device
         import torch
 
-        return "cuda" if torch.cuda.is_available() else "cpu"
+        if self.device == "auto":
+            return "cuda" if torch.cuda.is_available() else "cpu"
+        if self.device.startswith("cuda"):
+            if not torch.cuda.is_available():
+                raise UserError(f"setting run.device = {self.device!r}: no CUDA device is available here "
+                                "(use auto or cpu)")
+            index = int(self.device.split(":")[1]) if ":" in self.device else 0
+            if index >= torch.cuda.device_count():
+                raise UserError(f"setting run.device = {self.device!r}: this machine has "
+                                f"{torch.cuda.device_count()} CUDA device(s)")
+        return self.device
 
 
 SECTIONS = {"views": ViewConfig, "tune": TuneConfig, "run": RunConfig}
+
+
+SECTION_DESCRIPTIONS = {
+    "views": "the views of a video and the inference clip (docs/protocol.md §3.1, §3.6)",
+    "tune": "test-time tuning (docs/protocol.md §3.2-3.7)",
+    "run": "devices, batching and video reading (no effect on the numbers)",
+}
+
+
+def settings_schema() -> dict[str, Any]:
+    """The JSON schema of the settings sections (the workflow config's ``method``): the same
+    rules the command line applies, written out by :func:`zar.fields.json_schema`."""
+    return {sec: {**json_schema(cls), "description": SECTION_DESCRIPTIONS[sec], "default": {}}
+            for sec, cls in SECTIONS.items()}
 
 
 @dataclass(frozen=True)
@@ -48,11 +80,20 @@ class Settings:
         return {"views": self.views.to_dict(), "tune": self.tune.to_dict(), "run": dataclasses.asdict(self.run)}
 
 
-def _coerce(value: str) -> Any:
-    return yaml.safe_load(value)
+def _coerce(item: str, value: str, kind: str | None) -> Any:
+    """The value of ``--set key=value`` as YAML; a text setting takes the text as it is."""
+    try:
+        parsed = yaml.safe_load(value)
+    except yaml.YAMLError as e:
+        if kind == "string":
+            return value
+        raise UserError(f"--set {item!r}: the value is not valid YAML ({str(e).splitlines()[0]})") from None
+    return value if kind == "string" and not isinstance(parsed, str) else parsed
 
 
-def load_settings(path: str | Path | None = None, sets: list[str] | None = None) -> Settings:
+def load_settings(path: str | Path | None = None, sets: list[str] | None = None,
+                  method: str = "zar") -> Settings:
+    """Defaults, then the file, then ``--set`` items; ``method="vanilla"`` means no tuning steps."""
     data: dict[str, dict[str, Any]] = {k: {} for k in SECTIONS}
     if path:
         raw = read_yaml(path, "settings file")
@@ -71,21 +112,22 @@ def load_settings(path: str | Path | None = None, sets: list[str] | None = None)
         sec, name = key.split(".", 1)
         if sec not in SECTIONS:
             raise UserError(f"--set {item!r}: unknown section {sec!r} (known: {sorted(SECTIONS)})")
-        data[sec][name] = _coerce(value)
+        kind = settings_fields(SECTIONS[sec]).get(name, {}).get("type")
+        data[sec][name] = _coerce(item, value, kind)
+    if method == "vanilla":
+        data["tune"]["steps"] = 0
     out = {}
     for sec, cls in SECTIONS.items():
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = set(data[sec]) - known
         if unknown:
             raise UserError(f"settings: unknown key(s) {sorted(unknown)} in section {sec!r} (known: {sorted(known)})")
-        try:
-            out[sec] = cls(**data[sec])
-        except TypeError as e:
-            raise UserError(f"settings: section {sec!r}: {e}") from None
+        out[sec] = cls(**data[sec])
     return Settings(**out)
 
 
 def add_settings_arguments(p) -> None:
-    p.add_argument("--config", default=None, help="YAML file with sections views/tune/run (defaults: PROTOCOL.md)")
+    p.add_argument("--config", default=None,
+                   help="YAML file with sections views/tune/run (defaults: docs/protocol.md)")
     p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
                    help="override one setting, e.g. --set views.crops=9 --set tune.ratio=0.5 (repeatable)")

@@ -14,13 +14,13 @@ The roles mirror the paper's datasets:
   splits each, every split a different subset of the role's class pool (like K600's
   160 of 220); ``hmdb51`` and ``ucf101`` also get base-to-novel lists.
 
-``zar demo-data splits`` writes the split files (the same layout as ``splits/``);
-``zar demo-data videos`` renders one role's raw videos (the same layout as a download).
+``zar splits build --builder demo`` writes the split files (the same layout as ``splits/``);
+``zar download --source synthetic`` renders one role's videos (already in the normalised
+form that `zar decode` writes, so decoding them is bookkeeping only).
 Everything follows from the config and its seed: same config, same bytes.
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import hashlib
 import logging
@@ -72,6 +72,13 @@ class DemoConfig:
     min_frames: int = 24              # 2 s
     max_frames: int = 48              # 4 s
     short_clip_frames: int = 10       # the first test video of every role is this short
+    # the share of a video during which the shape is on screen, drawn per video from [low, high]
+    train_visible: list[float] = field(default_factory=lambda: [1.0, 1.0])  # fine-tuning videos
+    test_visible: list[float] = field(default_factory=lambda: [1.0, 1.0])   # evaluation videos
+    # the share of videos whose shape moves along a side border of the inference clip's centre
+    # crop (the frame's height-wide middle): that crop cuts the shape, a side crop sees it whole
+    train_edge: float = 0.0
+    test_edge: float = 0.0
     object_size: float = 48.0         # diameter in pixels
     size_jitter: float = 0.1          # relative, uniform
     speed_jitter: float = 0.1         # relative, uniform
@@ -147,7 +154,7 @@ def validate(cfg: DemoConfig, source: str = "config") -> None:
     for name, v in cfg.speeds.items():
         if not isinstance(v, (int, float)) or v <= 0:
             bad(f"speed {name!r} must be a positive number of pixels per frame, got {v!r}")
-    words = [*cfg.colours, *cfg.shapes, *cfg.directions, *cfg.speeds]
+    words = [*cfg.colours, *cfg.shapes, *cfg.directions, *(w for w in cfg.speeds if w or len(cfg.speeds) > 1)]
     for w in words:
         if not (isinstance(w, str) and w.isascii() and w.isalpha() and w.islower()):
             bad(f"class words must be plain lowercase letters, got {w!r}")
@@ -176,6 +183,12 @@ def validate(cfg: DemoConfig, source: str = "config") -> None:
         bad("object_size must be positive and smaller than the frame")
     if not (0 <= cfg.size_jitter < 1 and 0 <= cfg.speed_jitter < 1 and 0 <= cfg.trail_taper < 1):
         bad("size_jitter, speed_jitter and trail_taper must be in [0, 1)")
+    if not (0 <= cfg.train_edge <= 1 and 0 <= cfg.test_edge <= 1):
+        bad("train_edge and test_edge must be in [0, 1]")
+    for key in ("train_visible", "test_visible"):
+        lo_hi = getattr(cfg, key)
+        if not (len(lo_hi) == 2 and 0 < lo_hi[0] <= lo_hi[1] <= 1):
+            bad(f"{key} must be [low, high] with 0 < low <= high <= 1, got {lo_hi!r}")
     if cfg.trail_frames < 0 or not 0 <= cfg.trail_alpha <= 1 or cfg.noise_std < 0 or cfg.colour_jitter < 0:
         bad("trail_frames, noise_std and colour_jitter must be >= 0 and trail_alpha in [0, 1]")
     lo_hi = cfg.background_range
@@ -189,7 +202,7 @@ Combo = tuple[str, str, str, str]  # colour, shape, direction, speed
 
 def class_text(combo: Combo) -> str:
     c, s, d, p = combo
-    return f"{c} {s} moving {d} {p}"
+    return f"{c} {s} moving {d} {p}".strip()  # a single speed may be unnamed ("")
 
 
 def class_name(dataset: str, combo: Combo) -> str:
@@ -336,11 +349,14 @@ def _shape_alpha(shape: str, dx: np.ndarray, dy: np.ndarray, r: float) -> np.nda
     return np.clip(0.5 - sd, 0.0, 1.0)
 
 
-def render_clip(cfg: DemoConfig, combo: Combo, num_frames: int, seed: int) -> np.ndarray:
+def render_clip(cfg: DemoConfig, combo: Combo, num_frames: int, seed: int,
+                visible: tuple[float, float] = (1.0, 1.0), edge: float = 0.0) -> np.ndarray:
     """The frames of one clip, uint8 (T, H, W, 3). Pure; deterministic in its arguments.
 
-    The shape moves at constant velocity and wraps around the frame edges; its positions of
-    the last ``trail_frames`` frames stay visible with falling opacity (a trail behind it).
+    The shape is on screen during one stretch of the clip, a fraction drawn from ``visible``
+    (1 = the whole clip; the rest shows the background alone), at a random place in time.
+    It moves at constant velocity and wraps around the frame edges; its positions of the
+    last ``trail_frames`` frames stay visible with falling opacity (a trail behind it).
     """
     colour, shape, direction, speed = combo
     rng = np.random.default_rng(seed)
@@ -348,15 +364,20 @@ def render_clip(cfg: DemoConfig, combo: Combo, num_frames: int, seed: int) -> np
     r = 0.5 * cfg.object_size * rng.uniform(1 - cfg.size_jitter, 1 + cfg.size_jitter)
     v = cfg.speeds[speed] * rng.uniform(1 - cfg.speed_jitter, 1 + cfg.speed_jitter)
     ux, uy = DIRECTIONS[direction]
+    shown = min(num_frames, max(2, int(round(rng.uniform(*visible) * num_frames))))
+    first = int(rng.integers(0, num_frames - shown + 1))  # the first frame the shape is on screen
     # across the motion: fully inside the frame; along it: the path centred at a random
-    # place that keeps the whole clip inside the frame where the path is short enough
-    span = v * max(num_frames - 1, 0)
+    # place that keeps the whole stretch inside the frame where the path is short enough
+    span = v * max(shown - 1, 0)
     ext = W if ux else H
     free = ext - 2 * (r + 1) - span
     mid = rng.uniform(r + 1 + span / 2, r + 1 + span / 2 + free) if free > 0 else rng.uniform(0, ext)
     along0 = mid - (ux + uy) * span / 2  # position at t = 0
     across = rng.uniform(r + 1, (H if ux else W) - r - 1)
     x0, y0 = (along0, across) if ux else (across, along0)
+    if rng.uniform() < edge:  # centred on a side border of the centre crop (x = (W - H) / 2 or (W + H) / 2)
+        border = (W - H) / 2 if rng.uniform() < 0.5 else (W + H) / 2
+        x0 = border + rng.uniform(-0.25, 0.25) * r - (ux * span / 2)
     rgb = np.clip(np.asarray(cfg.colours[colour], np.float32)
                   + rng.uniform(-cfg.colour_jitter, cfg.colour_jitter, 3), 0, 255).astype(np.float32)
     lo, hi = cfg.background_range
@@ -380,13 +401,16 @@ def render_clip(cfg: DemoConfig, combo: Combo, num_frames: int, seed: int) -> np
     py = np.arange(ph, dtype=np.float32)[None, :, None]
     frames = np.empty((num_frames, H, W, 3), np.uint8)
     for t in range(num_frames):
-        hx, hy = (x0 + v * ux * t) % W, (y0 + v * uy * t) % H  # the shape now
-        ox, oy = int(np.floor(hx + x_lo)), int(np.floor(hy + y_lo))  # patch origin
-        dx = px + (ox - hx) + (v * ux) * k[:, None, None]  # relative to each trail position
-        dy = py + (oy - hy) + (v * uy) * k[:, None, None]
-        patch = (_shape_alpha(shape, dx, dy, radii) * opacity[:, None, None]).max(axis=0)
+        u = t - first  # time since the shape came on screen
         alpha = np.zeros((H, W), np.float32)
-        alpha[np.ix_((oy + np.arange(ph)) % H, (ox + np.arange(pw)) % W)] = patch
+        if 0 <= u < shown:
+            hx, hy = (x0 + v * ux * u) % W, (y0 + v * uy * u) % H  # the shape now
+            ox, oy = int(np.floor(hx + x_lo)), int(np.floor(hy + y_lo))  # patch origin
+            dx = px + (ox - hx) + (v * ux) * k[:, None, None]  # relative to each trail position
+            dy = py + (oy - hy) + (v * uy) * k[:, None, None]
+            seen = np.where(k <= u, opacity, 0.0)  # no trail from before it came on screen
+            patch = (_shape_alpha(shape, dx, dy, radii) * seen[:, None, None]).max(axis=0)
+            alpha[np.ix_((oy + np.arange(ph)) % H, (ox + np.arange(pw)) % W)] = patch
         img = background + alpha[..., None] * (rgb - background)
         img += cfg.noise_std * rng.standard_normal(img.shape, dtype=np.float32)
         frames[t] = np.clip(np.rint(img), 0, 255).astype(np.uint8)
@@ -401,8 +425,10 @@ def write_video(frames: np.ndarray, path: Path, fps: int) -> None:
     """Encode frames atomically: .mp4 -> H.264, .avi -> MPEG-4 part 2 (as in the real data)."""
     import av
 
-    fmt, codec, options = {
-        ".mp4": ("mp4", "libx264", {"crf": "18", "preset": "veryfast", "threads": "1"}),
+    from zar.data.decode import CRF, PRESET
+
+    fmt, codec, options = {  # .mp4: the normalised form of `zar decode` (a keyframe every second)
+        ".mp4": ("mp4", "libx264", {"crf": str(CRF), "preset": PRESET, "g": str(fps), "threads": "1"}),
         ".avi": ("avi", "mpeg4", {}),
     }[path.suffix]
     with atomic_path(path) as tmp:
@@ -529,57 +555,42 @@ def write_splits(cfg: DemoConfig, out: Path) -> dict[str, str]:
 
 
 # ----------------------------------------------------------------------------- videos
-def write_videos(cfg: DemoConfig, dataset: str, data_root: Path) -> Path:
-    """Render the role's raw videos (skipping those already written) and a manifest CSV.
+def write_videos(cfg: DemoConfig, dataset: str, root: Path) -> Path:
+    """Render the role's videos straight in the normalised form `zar decode` writes (h264 mp4
+    at ``<root>/videos/<path>.mp4``), skipping those already written, with the download
+    manifest a real download leaves and ``demo_videos.csv`` (what `zar decode` records for them).
 
-    Returns the manifest path, ``<data_root>/<dataset>/demo_videos.csv``.
+    Returns the path of ``demo_videos.csv``.
     """
+    from zar.data.decode import output_path
+
     videos = plan_videos(cfg)[dataset]
-    raw = data_root / dataset / "raw"
     made = 0
     for v in progress(videos, total=len(videos), desc=f"demo videos {dataset}"):
-        path = raw / v.path
+        path = output_path(root, v.path)
         if path.is_file() and path.stat().st_size > 0:  # written atomically: complete
             continue
-        write_video(render_clip(cfg, v.combo, v.num_frames, video_seed(cfg, v)), path, cfg.fps)
+        train = v.part == "train"
+        write_video(render_clip(cfg, v.combo, v.num_frames, video_seed(cfg, v),
+                                tuple(cfg.train_visible if train else cfg.test_visible),
+                                cfg.train_edge if train else cfg.test_edge), path, cfg.fps)
         made += 1
-    log.info("%s: %d videos written, %d already there, under %s", dataset, made, len(videos) - made, raw)
-    rows = [(v.video_id, v.path, v.num_frames, cfg.width, cfg.height, cfg.fps, sha256_file(raw / v.path))
-            for v in videos]
-    manifest = data_root / dataset / "demo_videos.csv"
-    atomic_write_text(manifest, formats.csv_text(("video_id", "path", "num_frames", "width", "height", "fps", "sha256"),
-                                                 rows))
+    log.info("%s: %d videos written, %d already there, under %s", dataset, made, len(videos) - made,
+             root / "videos")
+    rows = [(v.video_id, v.path, output_path(root, v.path).relative_to(root).as_posix(), v.num_frames, cfg.width,
+             cfg.height, cfg.fps, sha256_file(output_path(root, v.path))) for v in videos]
+    manifest = root / SYNTHETIC_MANIFEST
+    atomic_write_text(manifest, formats.csv_text(SYNTHETIC_COLUMNS, rows))
     # the same download manifest a real download writes, so the workflow's later rules run unchanged
     from zar.data.manifest import DOWNLOAD_COLUMNS, write_manifest
 
-    write_manifest(data_root / dataset / "download_manifest.csv",
+    write_manifest(root / "download_manifest.csv",
                    {v.video_id: {"video_id": v.video_id, "path": v.path, "status": "ok", "reason": "",
-                                 "source": "synthetic", "bytes": (raw / v.path).stat().st_size} for v in videos},
+                                 "source": "synthetic", "bytes": output_path(root, v.path).stat().st_size}
+                    for v in videos},
                    DOWNLOAD_COLUMNS)
     return manifest
 
 
-# ----------------------------------------------------------------------------- command line
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    sub = parser.add_subparsers(dest="action", required=True, metavar="{videos,splits}")
-    v = sub.add_parser("videos", help="render one role's raw videos (skips files already there) "
-                       "and list them in DATA_ROOT/DATASET/demo_videos.csv")
-    v.add_argument("--dataset", required=True, choices=DATASETS, help="which role's videos to write")
-    v.add_argument("--data-root", required=True, type=Path,
-                   help="videos go to DATA_ROOT/DATASET/raw/<path>, as a download would put them")
-    s = sub.add_parser("splits", help="write the split files of all roles, a README and MANIFEST.sha256")
-    s.add_argument("--out", required=True, type=Path, help="the splits directory to write")
-    for p in (v, s):
-        p.add_argument("--config", type=Path, default=None,
-                       help="YAML overriding the dataset settings (top level or under 'demo_data:')")
-
-
-def run(args: argparse.Namespace) -> int:
-    cfg = load_config(args.config)
-    if args.action == "videos":
-        manifest = write_videos(cfg, args.dataset, args.data_root)
-        print(manifest)
-    else:
-        files = write_splits(cfg, args.out)
-        print(f"{len(files)} files and MANIFEST.sha256 written under {args.out}")
-    return 0
+SYNTHETIC_MANIFEST = "demo_videos.csv"
+SYNTHETIC_COLUMNS = ("video_id", "path", "output", "num_frames", "width", "height", "fps", "sha256")

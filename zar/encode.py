@@ -7,6 +7,11 @@ drops, crop counts) then tune from this cache without reading the videos again.
 
 Per video: ONE batched read of the union of frame indices of all views and the inference
 clip; each (frame, crop) pair is encoded once even when several views share it.
+
+A cache covers the union of one or more video lists (e.g. the three test splits of a
+dataset, which share most of their videos): each video is encoded once, and each split's
+tuning job picks its videos, labels and classifier from its own list (``zar tune``). It
+holds no labels.
 """
 from __future__ import annotations
 
@@ -27,7 +32,7 @@ from zar.video import VideoDecodeError, VideoInfo, read_video
 
 log = logging.getLogger(__name__)
 
-FORMAT = "zar-embeddings/1"
+FORMAT = "zar-embeddings/2"
 
 
 @dataclass
@@ -40,16 +45,16 @@ class FramePlan:
     @classmethod
     def make(cls, num_frames: int, cfg: V.ViewConfig, video_id: str) -> "FramePlan":
         clips = V.all_clip_indices(num_frames, cfg, video_id)
-        infer = V.inference_indices(num_frames, cfg.frames)
-        view_frames = np.unique(np.concatenate(list(clips.values())))
+        infer = V.inference_indices(num_frames, cfg.infer_frames)
+        view_frames = np.unique(np.concatenate(list(clips.values()) or [np.zeros(0, np.int64)]))
         return cls(num_frames, clips, infer, view_frames)
 
     def read_indices(self) -> np.ndarray:
         return np.concatenate([self.view_frames, self.infer])
 
 
-def _resize_short(frames: torch.Tensor, short: int) -> torch.Tensor:
-    """uint8 (N,3,H,W) -> uint8 with the short side resized to ``short`` (bicubic, antialiased)."""
+def _resize_short(frames: torch.Tensor, short: int, interpolation: str = "bicubic") -> torch.Tensor:
+    """uint8 (N,3,H,W) -> uint8 with the short side resized to ``short`` (antialiased)."""
     from torchvision.transforms.v2 import InterpolationMode
     from torchvision.transforms.v2 import functional as TF
 
@@ -57,7 +62,8 @@ def _resize_short(frames: torch.Tensor, short: int) -> torch.Tensor:
     nh, nw = V.resized_shape(h, w, short)
     if (nh, nw) == (h, w):
         return frames
-    return TF.resize(frames, [nh, nw], interpolation=InterpolationMode.BICUBIC, antialias=True)
+    mode = {"bicubic": InterpolationMode.BICUBIC, "bilinear": InterpolationMode.BILINEAR}[interpolation]
+    return TF.resize(frames, [nh, nw], interpolation=mode, antialias=True)
 
 
 def _crop(frames: torch.Tensor, size: int, position: str) -> torch.Tensor:
@@ -92,8 +98,8 @@ def prepare_video(row: VideoRow, cfg: V.ViewConfig, pre: Preprocess, backend: st
             return {"video_id": row.video_id, "error": e.reason}
     t = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2)  # N,3,H,W uint8
     nv = len(plan.view_frames)
-    view_frames = _resize_short(t[:nv], cfg.view_short_side(pre.image_size))
-    infer = _crop(_resize_short(t[nv:], pre.image_size), pre.image_size, "center").contiguous()
+    view_frames = _resize_short(t[:nv], cfg.view_short_side(pre.image_size), pre.interpolation) if nv else t[:0]
+    infer = _crop(_resize_short(t[nv:], pre.image_size, pre.interpolation), pre.image_size, "center").contiguous()
     return {"video_id": row.video_id, "plan": plan, "view_frames": view_frames.contiguous(),
             "infer_frames": infer, "num_frames": info.num_frames, "fps": info.fps}
 
@@ -139,6 +145,9 @@ class VideoEncoder:
         plan: FramePlan = prepared["plan"]
         frames = prepared["view_frames"]
         size = self.pre.image_size
+        infer_emb = F.normalize(self._encode_images(prepared["infer_frames"]).mean(dim=0), dim=-1)
+        if not self.plan_views:  # an inference-clip-only run (views.samples_per_rate = 0)
+            return infer_emb.new_zeros((0, infer_emb.shape[0])).cpu(), infer_emb.cpu()
         crops = V.CROP_SETS[self.cfg.crops]
         # every (frame, crop) pair once: crop-major so each crop is one strided slice
         pair_images = torch.cat([_crop(frames, size, c) for c in crops])
@@ -152,7 +161,6 @@ class VideoEncoder:
                                device=feats.device)
             rows.append(feats.index_select(0, idx).mean(dim=0))
         view_emb = F.normalize(torch.stack(rows), dim=-1)
-        infer_emb = F.normalize(self._encode_images(prepared["infer_frames"]).mean(dim=0), dim=-1)
         return view_emb.cpu(), infer_emb.cpu()
 
 
@@ -182,6 +190,11 @@ def iter_prepared(rows: list[VideoRow], cfg: V.ViewConfig, pre: Preprocess, back
 
 
 # ----------------------------------------------------------------------------- the cache
+# Header keys: what a cache was made from and with. Shards of one run agree on all of them.
+HEADER_KEYS = ("format", "views_config", "plan", "backbone", "image_size", "view_short_side", "embed_dim",
+               "lists", "n_union")
+
+
 def save_cache(path: str | Path, data: dict[str, Any]) -> None:
     from zar.utils import atomic_path
 
@@ -200,35 +213,59 @@ def load_cache(path: str | Path) -> dict[str, Any]:
     except Exception as e:
         raise UserError(f"{path}: not a readable embedding cache ({type(e).__name__}: {e})") from None
     if not isinstance(data, dict) or data.get("format") != FORMAT:
-        raise UserError(f"{path}: not a {FORMAT} file")
+        raise UserError(f"{path}: not a {FORMAT} file (re-encode with this version of zar)")
     return data
 
 
 def merge_caches(caches: list[dict[str, Any]], names: list[str]) -> dict[str, Any]:
-    """Concatenate shard caches of the same list, in list order (deterministic for any shard count)."""
+    """The shards of one encoding run as one cache, in union order (the same for any shard count)."""
     from zar.utils import UserError
 
     first = caches[0]
     for c, n in zip(caches[1:], names[1:]):
-        for key in ("views_config", "plan", "backbone", "image_size", "list_sha256", "embed_dim"):
+        for key in HEADER_KEYS:
             if c[key] != first[key]:
                 raise UserError(f"{n}: {key} differs from {names[0]}; shards of different runs cannot be merged")
-    pos = torch.cat([c["list_position"] for c in caches])
-    order = torch.argsort(pos)
+    pos = torch.cat([c["position"] for c in caches])
     if len(set(pos.tolist())) != len(pos):
         raise UserError(f"{', '.join(names)}: the shards overlap (a video appears twice)")
+    order = torch.argsort(pos)
     cat = lambda key: torch.cat([c[key] for c in caches])[order]  # noqa: E731
-    listcat = lambda key: [x for c in caches for x in c[key]]  # noqa: E731
-    ids = listcat("video_ids")
-    merged = dict(first)
+    ids = [x for c in caches for x in c["video_ids"]]
+    merged = {k: first[k] for k in HEADER_KEYS}
     merged.update(
-        video_ids=[ids[i] for i in order.tolist()],
-        labels=cat("labels"), views=cat("views"), infer=cat("infer"), num_frames=cat("num_frames"),
-        list_position=pos[order],
-        skipped=sorted(listcat("skipped"), key=lambda s: s["list_position"]),
-        n_listed_in_shards=sum(c["n_listed_in_shards"] for c in caches),
+        video_ids=[ids[i] for i in order.tolist()], views=cat("views"), infer=cat("infer"),
+        num_frames=cat("num_frames"), position=pos[order],
+        skipped=sorted((s for c in caches for s in c["skipped"]), key=lambda s: s["position"]),
+        n_in_shards=sum(c["n_in_shards"] for c in caches),
+        seconds=sum(c["seconds"] for c in caches), devices=sorted({d for c in caches for d in c["devices"]}),
     )
     return merged
+
+
+def union_rows(lists: list[str], root: str | None, ext: str | None) -> list[VideoRow]:
+    """The videos of several lists, each once, in order of first appearance. A video listed
+    twice must have the same path (labels are the tuning's business, not the encoder's)."""
+    from zar.lists import read_videos
+    from zar.utils import UserError
+
+    out: dict[str, VideoRow] = {}
+    where: dict[str, str] = {}
+    for path in lists:
+        for row in read_videos(path, None, root, ext):
+            old = out.get(row.video_id)
+            if old is None:
+                out[row.video_id], where[row.video_id] = row, path
+            elif old.path != row.path:
+                raise UserError(f"{path}: video {row.video_id!r} has path {row.path!r} here but {old.path!r} "
+                                f"in {where[row.video_id]}")
+    return list(out.values())
+
+
+def open_caches(paths: list[str]) -> dict[str, Any]:
+    """Load the shard files of one encoding and merge them."""
+    caches = [load_cache(p) for p in paths]
+    return merge_caches(caches, list(paths)) if len(caches) > 1 else caches[0]
 
 
 # ----------------------------------------------------------------------------- verb
@@ -250,45 +287,43 @@ def shard_slice(n: int, shard: str | None) -> tuple[int, int, int, int]:
 def add_arguments(p) -> None:
     from zar.config import add_settings_arguments
 
-    p.add_argument("--videos", required=True, help="video list CSV (path, label, video_id)")
-    p.add_argument("--classes", default=None, help="classes.csv the labels refer to")
+    p.add_argument("--videos", required=True, nargs="+",
+                   help="video list CSV(s): their union is encoded, each video once (labels are not needed)")
     p.add_argument("--root", default=None, help="directory the relative video paths start from")
     p.add_argument("--ext", default=None, help="replace the video file suffix (e.g. .mp4 for normalised copies)")
     p.add_argument("--backbone", required=True, help="backbone name, ARCH:PRETRAINED, spec .json or checkpoint")
     p.add_argument("--out", required=True, help="embedding cache to write (.pt)")
-    p.add_argument("--shard", default=None, help="encode only shard K/N of the list (contiguous blocks)")
+    p.add_argument("--shard", default=None, help="encode only shard K/N of the union (contiguous blocks)")
     add_settings_arguments(p)
 
 
 def run(args) -> int:
     from zar.backbone import build_model, parse_spec
     from zar.config import load_settings
-    from zar.lists import read_classes, read_videos
     from zar.utils import progress, provenance, sha256_file, write_json
 
     settings = load_settings(args.config, args.set)
     cfg, runcfg = settings.views, settings.run
-    classes = read_classes(args.classes) if args.classes else None
-    rows_all = read_videos(args.videos, classes, args.root, args.ext)
+    device = runcfg.resolved_device()
+    rows_all = union_rows(list(args.videos), args.root, args.ext)
     start, stop, k, count = shard_slice(len(rows_all), args.shard)
     rows = rows_all[start:stop]
     out = Path(args.out)
     parts_dir = out.with_name(out.name + ".parts")
     spec = parse_spec(args.backbone)
-    device = runcfg.resolved_device()
     model, pre = build_model(spec, device=device)
     enc = VideoEncoder(model, pre, cfg, device=device, batch_size=runcfg.batch_size)
-    list_sha = sha256_file(args.videos)
     header = {
         "format": FORMAT, "views_config": cfg.to_dict(), "plan": [[v.rate, v.sample, v.crop] for v in enc.plan_views],
-        "backbone": spec.to_dict(), "image_size": pre.image_size, "list_sha256": list_sha,
+        "backbone": spec.to_dict(), "image_size": pre.image_size,
         "view_short_side": cfg.view_short_side(pre.image_size), "embed_dim": enc.embed_dim,
+        "lists": [{"path": str(p), "sha256": sha256_file(p)} for p in args.videos], "n_union": len(rows_all),
     }
     done = _load_parts(parts_dir, header)
     done_ids = {vid for part in done for vid in part["ids"]} | {s["video_id"] for part in done for s in part["skipped"]}
     todo = [(start + i, r) for i, r in enumerate(rows) if r.video_id not in done_ids]
-    log.info("encode %s: %d videos in shard %d/%d, %d already done, %d views each, device %s",
-             args.videos, len(rows), k, count, len(rows) - len(todo), cfg.n_views, device)
+    log.info("encode %d videos (shard %d/%d of the %d in %d list(s)), %d already done, %d views each, device %s",
+             len(rows), k, count, len(rows_all), len(args.videos), len(rows) - len(todo), cfg.n_views, device)
     t0 = time.perf_counter()
     buf: dict[str, list] = _empty_part()
     store = getattr(torch, runcfg.store_dtype)
@@ -297,42 +332,44 @@ def run(args) -> int:
         if "error" in prepared:
             log.warning("skipped %s: %s", row.path, prepared["error"])
             buf["skipped"].append({"video_id": row.video_id, "path": row.path, "reason": prepared["error"],
-                                   "list_position": pos})
+                                   "position": pos})
         else:
             views, infer = enc.encode(prepared)
             buf["ids"].append(row.video_id)
-            buf["labels"].append(row.class_index)
             buf["views"].append(views.to(store))
             buf["infer"].append(infer.to(store))
             buf["num_frames"].append(prepared["num_frames"])
             buf["pos"].append(pos)
         if len(buf["ids"]) + len(buf["skipped"]) >= runcfg.chunk:
+            buf["seconds"] = time.perf_counter() - t0
             _save_part(parts_dir, len(done), header, buf)
             done.append(buf)
-            buf = _empty_part()
+            buf, t0 = _empty_part(), time.perf_counter()
     if buf["ids"] or buf["skipped"]:
+        buf["seconds"] = time.perf_counter() - t0
         _save_part(parts_dir, len(done), header, buf)
         done.append(buf)
-    cache = _assemble(header, done, n_listed=len(rows))
-    cache["provenance"] = provenance()
-    cache["shard"] = [k, count]
+    prov = provenance()
+    cache = _assemble(header, done, n_in_shard=len(rows))
+    cache.update(provenance=prov, shard=[k, count], devices=[prov["device"]])
     save_cache(out, cache)
     n_ok, n_skip = len(cache["video_ids"]), len(cache["skipped"])
     write_json(out.with_suffix(".json"), {
-        "embeddings": str(out), "videos": args.videos, "shard": [k, count], "n_listed": len(rows),
-        "n_encoded": n_ok, "n_skipped": n_skip, "skipped": cache["skipped"], "settings": settings.to_dict(),
-        "backbone": spec.to_dict(), "seconds": time.perf_counter() - t0, "provenance": cache["provenance"],
+        "embeddings": str(out), "lists": header["lists"], "shard": [k, count], "n_in_shard": len(rows),
+        "n_union": len(rows_all), "n_encoded": n_ok, "n_skipped": n_skip, "skipped": cache["skipped"],
+        "settings": settings.to_dict(), "backbone": spec.to_dict(), "seconds": cache["seconds"],
+        "provenance": prov,
     })
     for f in sorted(parts_dir.glob("part_*.pt")):
         f.unlink()
     if parts_dir.exists():
         parts_dir.rmdir()
-    log.info("encoded %d of %d listed videos (%d skipped) -> %s", n_ok, len(rows), n_skip, out)
+    log.info("encoded %d of %d videos (%d skipped) -> %s", n_ok, len(rows), n_skip, out)
     return 0
 
 
 def _empty_part() -> dict[str, list]:
-    return {"ids": [], "labels": [], "views": [], "infer": [], "num_frames": [], "pos": [], "skipped": []}
+    return {"ids": [], "views": [], "infer": [], "num_frames": [], "pos": [], "skipped": [], "seconds": 0.0}
 
 
 def _save_part(parts_dir: Path, index: int, header: dict, buf: dict[str, list]) -> None:
@@ -357,22 +394,20 @@ def _load_parts(parts_dir: Path, header: dict) -> list[dict[str, list]]:
     return parts
 
 
-def _assemble(header: dict, parts: list[dict[str, list]], n_listed: int) -> dict[str, Any]:
+def _assemble(header: dict, parts: list[dict[str, list]], n_in_shard: int) -> dict[str, Any]:
     ids = [i for p in parts for i in p["ids"]]
     pos = torch.tensor([x for p in parts for x in p["pos"]], dtype=torch.long)
     order = torch.argsort(pos)
-    views = [x for p in parts for x in p["views"]]
     n_views, dim = len(header["plan"]), header["embed_dim"]
     stack = lambda xs, shape: torch.stack(xs)[order] if xs else torch.zeros(shape)  # noqa: E731
-    skipped = sorted((s for p in parts for s in p["skipped"]), key=lambda s: s["list_position"])
     return {
         **header,
         "video_ids": [ids[i] for i in order.tolist()],
-        "labels": torch.tensor([x for p in parts for x in p["labels"]], dtype=torch.long)[order],
-        "views": stack(views, (0, n_views, dim)),
+        "views": stack([x for p in parts for x in p["views"]], (0, n_views, dim)),
         "infer": stack([x for p in parts for x in p["infer"]], (0, dim)),
         "num_frames": torch.tensor([x for p in parts for x in p["num_frames"]], dtype=torch.long)[order],
-        "list_position": pos[order],
-        "skipped": skipped,
-        "n_listed_in_shards": n_listed,
+        "position": pos[order],
+        "skipped": sorted((s for p in parts for s in p["skipped"]), key=lambda s: s["position"]),
+        "n_in_shards": n_in_shard,
+        "seconds": float(sum(p["seconds"] for p in parts)),
     }

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import replace
 from pathlib import Path
 
 from zar.utils import UserError
@@ -38,10 +37,12 @@ def run(args) -> int:
     from zar.lists import read_classes, read_videos
     from zar.results import PredictionLog, fingerprint, record, write_summary
     from zar.tta import Tuner, kept_count
+    from zar.tune import frames_record
     from zar.utils import progress, sha256_file
 
-    settings = load_settings(args.config, args.set)
-    tune_cfg = settings.tune if args.method == "zar" else replace(settings.tune, steps=0)
+    settings = load_settings(args.config, args.set, method=args.method)
+    tune_cfg = settings.tune
+    device = settings.run.resolved_device()
     if tune_cfg.steps:
         try:
             kept_count(settings.views.n_views, tune_cfg.ratio)
@@ -50,7 +51,6 @@ def run(args) -> int:
     classes = read_classes(args.classes)
     rows = read_videos(args.videos, classes, args.root, args.ext)
     spec = parse_spec(args.backbone)
-    device = settings.run.resolved_device()
     model, pre = build_model(spec, device=device)
     encoder = VideoEncoder(model, pre, settings.views, device=device, batch_size=settings.run.batch_size)
     tuner = Tuner(model, list(classes.texts), tune_cfg, device=device)
@@ -85,13 +85,14 @@ def run(args) -> int:
     summary = write_summary(
         out_dir / "summary.json", method=args.method, records=recs, n_listed=len(rows), skipped=skipped,
         class_names=list(classes.names), inputs={"videos": args.videos, "classes": args.classes},
-        settings={**settings.to_dict(), "tune": tune_cfg.to_dict(),
-                  "view_short_side": settings.views.view_short_side(pre.image_size)},
-        backbone=spec.to_dict(), extra={"root": args.root, "seconds": time.perf_counter() - t0},
+        settings={**settings.to_dict(), "view_short_side": settings.views.view_short_side(pre.image_size),
+                  "frames": frames_record(settings.views, spec)},
+        backbone=spec.to_dict(), predictions=out_dir / "predictions.jsonl",
+        extra={"root": args.root, "seconds": time.perf_counter() - t0},
     )
     skipped_path.unlink(missing_ok=True)
-    print(f"{args.method}: top-1 {summary['top1'] if summary['top1'] is not None else float('nan'):.2f}% "
-          f"top-5 {summary['top5'] if summary['top5'] is not None else float('nan'):.2f}% on "
+    print(f"{args.method}: top-1 {summary['top1']:.2f}% top-5 {summary['top5']:.2f}% (before tuning "
+          f"{summary['top1_before_tuning']:.2f}%, views ensemble {summary['top1_ensemble']:.2f}%) on "
           f"{summary['n_evaluated']} of {summary['n_listed']} listed videos ({summary['n_skipped']} skipped) "
           f"-> {out_dir / 'summary.json'}")
     return 0

@@ -74,8 +74,11 @@ def read_videos(path: str | os.PathLike, classes: ClassList | None = None, root:
                 ext: str | None = None) -> list[VideoRow]:
     """A video list CSV: ``path`` plus a label (``class_index``, ``class_name`` or ``label``).
 
-    ``root`` is joined to relative paths; ``ext`` (e.g. ``.mp4``) replaces the file suffix,
-    for the normalised copies of the videos. ``video_id`` defaults to the file stem.
+    With ``classes``, every row needs a label in that class list (a blank or unknown label is
+    an error naming the line); without, labels are not read (``class_index`` -1). ``root`` is
+    joined to relative paths; ``ext`` (e.g. ``.mp4``) replaces the file suffix, for the
+    normalised copies of the videos. ``video_id`` defaults to the file stem. A list without
+    any video is an error.
     """
     fields, rows = _read_csv(path)
     if "path" not in fields:
@@ -91,13 +94,15 @@ def read_videos(path: str | os.PathLike, classes: ClassList | None = None, root:
         if vid in seen:
             raise UserError(f"{path}: line {line}: video_id {vid!r} repeats line {seen[vid]}")
         seen[vid] = line
-        ci, cname = _label(path, line, r, classes, index)
+        ci, cname = _label(path, line, r, classes, index) if classes is not None else (-1, "")
         p = Path(rel)
         if ext:
             p = p.with_suffix(ext if ext.startswith(".") else "." + ext)
         if root is not None and not p.is_absolute():
             p = Path(root) / p
         out.append(VideoRow(vid, str(p), ci, cname))
+    if not out:
+        raise UserError(f"{path}: no videos listed (only a header)")
     return out
 
 
@@ -125,4 +130,4 @@ def _label(path, line: int, r: dict[str, str], classes: ClassList | None, index:
         if classes is not None and not 0 <= ci < len(classes):
             raise UserError(f"{path}: line {line}: class_index {ci} outside 0..{len(classes) - 1}")
         return ci, (classes.names[ci] if classes is not None else raw_name)
-    return -1, raw_name
+    raise UserError(f"{path}: line {line}: no label (give class_name, class_index or label)")

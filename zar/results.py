@@ -17,7 +17,7 @@ import torch
 
 from zar.metrics import accuracy_summary
 from zar.tta import TuneResult
-from zar.utils import provenance, sha256_file, write_json
+from zar.utils import UserError, provenance, sha256_file, to_json, write_json
 
 log = logging.getLogger(__name__)
 
@@ -35,11 +35,13 @@ def record(video_id: str, label: int, res: TuneResult, method: str) -> dict[str,
         "label": int(label),
         "top5_before": top5(res.logits_before),
         "top5_after": top5(res.logits_after),
+        "top5_ensemble": top5(res.logits_ensemble),
         "kept_views": res.kept,
         "loss": res.loss,
         "seconds": round(res.seconds, 4),
         "logits_before": [round(float(x), 5) for x in res.logits_before.tolist()],
         "logits_after": [round(float(x), 5) for x in res.logits_after.tolist()],
+        "logits_ensemble": [round(float(x), 5) for x in res.logits_ensemble.tolist()],
     }
     if method == "vanilla":
         rec["kept_views"] = []
@@ -80,11 +82,11 @@ class PredictionLog:
         with open(tmp, "w", encoding="utf-8") as f:
             f.write(json.dumps({"_fingerprint": self.fingerprint}) + "\n")
             for rec in self.done.values():
-                f.write(json.dumps(rec) + "\n")
+                f.write(to_json(rec, indent=None))
         os.replace(tmp, self.part)
 
     def add(self, rec: dict) -> None:
-        self._f.write(json.dumps(rec) + "\n")
+        self._f.write(to_json(rec, indent=None))
         self._f.flush()
         self.done[rec["video_id"]] = rec
 
@@ -95,7 +97,7 @@ class PredictionLog:
         tmp = self.final.with_name(self.final.name + ".tmp")
         with open(tmp, "w", encoding="utf-8") as f:
             for rec in recs:
-                f.write(json.dumps(rec) + "\n")
+                f.write(to_json(rec, indent=None))
         os.replace(tmp, self.final)
         self.part.unlink(missing_ok=True)
         return recs
@@ -109,17 +111,21 @@ def fingerprint(*parts: Any) -> str:
 
 
 def summarise(records: list[dict], n_classes: int, method: str) -> dict[str, Any]:
-    """Accuracy after tuning (the method's result) and before (the vanilla prompt)."""
+    """Accuracy after tuning (the method's result), before it (the initial prompt: vanilla
+    CLIP on the inference clip) and of the ensemble (the inference clip and the views averaged
+    under the initial prompt: what the views give without tuning)."""
     labels = np.array([r["label"] for r in records], dtype=np.int64)
     out: dict[str, Any] = {}
-    for when in ("after", "before"):
+    for when in ("after", "before", "ensemble"):
         scores = np.array([r[f"logits_{when}"] for r in records], dtype=np.float64).reshape(len(records), n_classes)
         out[when] = accuracy_summary(scores, labels, n_classes)
     main = out["after"] if method == "zar" else out["before"]
     return {
         "top1": main["top1"], "top5": main["top5"], "mean_class_acc": main["mean_class_acc"],
         "top1_before_tuning": out["before"]["top1"], "top5_before_tuning": out["before"]["top5"],
+        "top1_ensemble": out["ensemble"]["top1"], "top5_ensemble": out["ensemble"]["top5"],
         "per_class_top1": [c["top1"] for c in main["per_class"]],
+        "per_class_top1_before_tuning": [c["top1"] for c in out["before"]["per_class"]],
         "per_class_n": [c["n"] for c in main["per_class"]],
         "mean_seconds_per_video": float(np.mean([r["seconds"] for r in records])) if records else None,
     }
@@ -127,7 +133,12 @@ def summarise(records: list[dict], n_classes: int, method: str) -> dict[str, Any
 
 def write_summary(out: Path, *, method: str, records: list[dict], n_listed: int, skipped: list[dict],
                   class_names: list[str], inputs: dict[str, str | None], settings: dict, backbone: dict,
-                  extra: dict | None = None) -> dict[str, Any]:
+                  predictions: Path, extra: dict | None = None) -> dict[str, Any]:
+    """The result file: every metric, the counts, what was skipped and why, inputs, settings."""
+    if not records:
+        reasons = sorted({s["reason"] for s in skipped})[:3]
+        raise UserError(f"{out}: none of the {n_listed} listed videos could be evaluated ({len(skipped)} skipped, "
+                        f"e.g. {'; '.join(reasons) or 'no reason recorded'}); no result written")
     summary = {
         "method": method,
         **summarise(records, len(class_names), method),
@@ -138,7 +149,7 @@ def write_summary(out: Path, *, method: str, records: list[dict], n_listed: int,
         "classes": class_names,
         "inputs": {k: {"path": v, "sha256": sha256_file(v) if v and Path(v).is_file() else None}
                    for k, v in inputs.items()},
-        "predictions": str(Path(out).with_suffix(".jsonl")),
+        "predictions": str(predictions),
         "settings": settings,
         "backbone": backbone,
         **(extra or {}),

@@ -1,9 +1,12 @@
 """`zar tables`: render one of the paper's tables from result files, beside the paper's numbers.
 
 Writes ``<out>.md``, ``<out>.tex`` and the ``<out>.csv`` they are rendered from. Every cell is
-the mean ± sample std (ddof=1) over splits (or shot lists) of top-1 %, with the number of
-videos evaluated of those listed; the paper's number and the difference sit beside it.
-Rows of other methods are marked as quoted from the paper.
+the mean ± sample std (ddof=1) over splits (or shot lists) of a top-1 % (each row says which:
+after tuning, before it, or the views' ensemble), with the number of videos evaluated of
+those listed. The paper's number and the difference sit beside a row only where the row was
+measured the way the paper measured it (``paper`` in the row); a demo table (synthetic
+data) shows ours, chance level and the videos evaluated only. Rows of other methods are
+marked as quoted from the paper. Table 1 ends with the cost of each run per video.
 """
 from __future__ import annotations
 
@@ -45,13 +48,13 @@ def _diff(ours: float | None, ref: float | None, digits: int = 1) -> str:
     return f"{ours - ref:+.{digits}f}"
 
 
-def load_cell(files: list[str]) -> dict[str, Any]:
+def load_cell(files: list[str], metric: str = "top1") -> dict[str, Any]:
     top1, n_eval, n_list, n_classes = [], 0, 0, set()
     for f in files:
         s = read_json(f)
-        if "top1" not in s:
-            raise UserError(f"{f}: not a zar result summary (no top1)")
-        top1.append(s["top1"])
+        if metric not in s:
+            raise UserError(f"{f}: not a zar result summary with {metric} (re-run its tuning job)")
+        top1.append(s[metric])
         n_eval += int(s["n_evaluated"])
         n_list += int(s["n_listed"])
         if s.get("classes"):
@@ -63,9 +66,11 @@ def load_cell(files: list[str]) -> dict[str, Any]:
 
 def _paper_value(spec: dict, row: dict, col: str) -> tuple[float | None, float | None]:
     t = spec["table"]
+    if spec.get("demo") or not row.get("paper", row.get("key")):
+        return None, None  # synthetic data, or a row the paper has no number for measured alike
     try:
         if t == 1:
-            return paper.TABLE1[row["key"]][col]
+            return paper.TABLE1[row["paper"]][col]
         if t == 2:
             return paper.TABLE2[row["key"]][("base", "novel", "hm").index(col)], None
         if t == 3:
@@ -83,7 +88,7 @@ def compute(spec: dict) -> list[dict[str, Any]]:
     """One record per (row, column): ours, the paper's, the difference, the video counts."""
     out = []
     for row in spec["rows"]:
-        cells = {col: load_cell(files) for col, files in row["cells"].items()}
+        cells = {col: load_cell(files, row.get("metric", "top1")) for col, files in row["cells"].items()}
         if spec["table"] == 2:
             base, novel = cells["base"], cells["novel"]
             cells["hm"] = {"mean": harmonic_mean(base["mean"], novel["mean"]), "std": None, "values": [],
@@ -92,7 +97,8 @@ def compute(spec: dict) -> list[dict[str, Any]]:
         for col in spec["columns"]:
             c = cells[col]
             p_mean, p_std = _paper_value(spec, row, col)
-            out.append({"row": row["label"], "row_key": row["key"], "column": col, "ours_mean": c["mean"],
+            out.append({"row": row["label"], "row_key": row["key"], "metric": row.get("metric", "top1"),
+                        "column": col, "ours_mean": c["mean"],
                         "ours_std": c["std"], "n_runs": len(c["values"]) or len(row["cells"].get("base", [])),
                         "paper_mean": p_mean, "paper_std": p_std,
                         "diff": None if c["mean"] is None or p_mean is None else c["mean"] - p_mean,
@@ -111,8 +117,8 @@ def _col_title(spec: dict, col: str) -> str:
 
 def render_csv(records: list[dict]) -> str:
     buf = io.StringIO()
-    fields = ["row", "row_key", "column", "ours_mean", "ours_std", "n_runs", "paper_mean", "paper_std", "diff",
-              "n_evaluated", "n_listed", "n_classes", "files"]
+    fields = ["row", "row_key", "metric", "column", "ours_mean", "ours_std", "n_runs", "paper_mean", "paper_std",
+              "diff", "n_evaluated", "n_listed", "n_classes", "files"]
     w = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")
     w.writeheader()
     for r in records:
@@ -123,12 +129,13 @@ def render_csv(records: list[dict]) -> str:
 def _notes(spec: dict, records: list[dict]) -> list[str]:
     n_eval = sum(r["n_evaluated"] for r in records if r["column"] != "hm")
     n_list = sum(r["n_listed"] for r in records if r["column"] != "hm")
-    notes = [
-        f"Ours: mean ± sample std (ddof=1) over the runs of each cell; 'paper' = the number published in "
-        f"{paper.CITATION} (quoted, not reproduced by us); Δ = ours − paper.",
-        f"Videos evaluated of those listed, summed over the cells: {n_eval:,} of {n_list:,} "
-        f"({n_list - n_eval:,} missing or undecodable; each result JSON lists them with the reason).",
-    ]
+    demo = bool(spec.get("demo"))
+    notes = [f"Ours: mean ± sample std (ddof=1) over the runs of each cell."]
+    if not demo:
+        notes.append(f"'paper' = the number published in {paper.CITATION} (quoted, not reproduced by us), shown "
+                     "only beside a row measured the way the paper measured it; Δ = ours − paper.")
+    notes.append(f"Videos evaluated of those listed, summed over the cells: {n_eval:,} of {n_list:,} "
+                 f"({n_list - n_eval:,} missing or undecodable; each result JSON lists them with the reason).")
     chance = {}
     for r in records:
         where = _col_title(spec, r["column"]) if spec["table"] in (1, 4, 5) else r["row"]
@@ -137,16 +144,64 @@ def _notes(spec: dict, records: list[dict]) -> list[str]:
     if chance:
         notes.append("Chance level (100 / number of classes): "
                      + ", ".join(f"{k} {v:.1f}%" for k, v in chance.items()) + ".")
-    if spec.get("demo"):
-        notes.insert(0, "DEMO on synthetic data with a tiny CLIP: the paper's numbers are shown for the layout "
-                        "only and are not comparable.")
+    for row in spec["rows"]:
+        if row.get("protocol"):
+            notes.append(f"{row['label']}: {row['protocol']}.")
+    if demo:
+        notes.insert(0, "DEMO on synthetic data with a tiny CLIP: the numbers show the pipeline and the method at "
+                        "work; they are not comparable with the paper's, which are therefore not shown.")
     return notes
+
+
+def cost_rows(spec: dict) -> list[dict[str, Any]]:
+    """Table 1: per run (the rows' result files, first row of each), the cost per video from
+    the tuning jobs' own records: GFLOPs as the paper counts them (the inference clip) and in
+    all, and the measured seconds of encoding and tuning with the devices they ran on."""
+    out, seen = [], set()
+    for row in spec["rows"]:
+        files = [f for fs in row["cells"].values() for f in fs]
+        run = tuple(sorted({str(Path(f).parent.name) for f in files}))
+        if run in seen:
+            continue
+        seen.add(run)
+        costs = [s["cost"] for s in map(read_json, files) if s.get("cost")]
+        if not costs:
+            continue
+        mean = lambda key: _mean([c.get(key) for c in costs])  # noqa: E731
+        out.append({"run": ", ".join(run), "gflops_inference_clip": mean("gflops_inference_clip"),
+                    "gflops_total": mean("gflops_per_video_total"), "encode_s": mean("encode_seconds_per_video"),
+                    "tune_s": mean("tune_seconds_per_video"),
+                    "devices": ", ".join(sorted({d for c in costs for d in c.get("encode_devices", [])}))})
+    return out
+
+
+def _mean(values: list) -> float | None:
+    vals = [float(v) for v in values if v is not None]
+    return sum(vals) / len(vals) if vals else None
+
+
+def render_cost_md(rows: list[dict]) -> list[str]:
+    if not rows:
+        return []
+    lines = ["", "Cost per video, mean over each run's jobs (GFLOPs: 2 per multiply-add; the paper's "
+             "'281 GFLOPs' for ViT-B/16 are the inference clip's multiply-adds). Seconds measured after start-up.", "",
+             "| run | GFLOPs, inference clip | GFLOPs, all (views + text + tuning) | s encoding | s tuning | device |",
+             "|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['run']} | {_fmt(r['gflops_inference_clip'])} | {_fmt(r['gflops_total'])} | "
+                     f"{_fmt(r['encode_s'], digits=4)} | {_fmt(r['tune_s'], digits=4)} | {r['devices'] or '—'} |")
+    return lines
+
+
+def _show_paper(spec: dict) -> bool:
+    return not spec.get("demo")
 
 
 def render_md(spec: dict, records: list[dict]) -> str:
     by = {(r["row"], r["column"]): r for r in records}
     cols = spec["columns"]
-    head = ["", *[h for c in cols for h in (f"{_col_title(spec, c)} ours", "paper", "Δ", "videos")]]
+    per_col = ("ours", "paper", "Δ", "videos") if _show_paper(spec) else ("ours", "videos")
+    head = ["", *[f"{_col_title(spec, c)} {h}" if h == "ours" else h for c in cols for h in per_col]]
     lines = [f"# {title(spec)}", "", *[f"- {n}" for n in _notes(spec, records)], "",
              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     digits = 2 if spec["table"] == 3 else 1
@@ -154,15 +209,19 @@ def render_md(spec: dict, records: list[dict]) -> str:
         cells = [row["label"]]
         for c in cols:
             r = by[(row["label"], c)]
-            cells += [_fmt(r["ours_mean"], r["ours_std"], digits), _fmt(r["paper_mean"], r["paper_std"], digits),
-                      _diff(r["ours_mean"], r["paper_mean"], digits), f"{r['n_evaluated']:,}/{r['n_listed']:,}"]
+            cells.append(_fmt(r["ours_mean"], r["ours_std"], digits))
+            if _show_paper(spec):
+                cells += [_fmt(r["paper_mean"], r["paper_std"], digits), _diff(r["ours_mean"], r["paper_mean"], digits)]
+            cells.append(f"{r['n_evaluated']:,}/{r['n_listed']:,}")
         lines.append("| " + " | ".join(cells) + " |")
-    quoted = paper.TABLE1_QUOTED if spec["table"] == 1 else {}
+    quoted = paper.TABLE1_QUOTED if spec["table"] == 1 and _show_paper(spec) else {}
     for label, vals in quoted.items():
         cells = [f"{label} (quoted from the paper)"]
         for c in cols:
             cells += ["—", _fmt(*vals.get(c, (None, None))), "—", "—"]
         lines.append("| " + " | ".join(cells) + " |")
+    if spec["table"] == 1:
+        lines += render_cost_md(cost_rows(spec))
     return "\n".join(lines) + "\n"
 
 
@@ -174,26 +233,34 @@ def render_tex(spec: dict, records: list[dict]) -> str:
     by = {(r["row"], r["column"]): r for r in records}
     cols = spec["columns"]
     digits = 2 if spec["table"] == 3 else 1
+    show = _show_paper(spec)
 
     def pm(mean, std):
         return _fmt(mean, std, digits, none="--", pm=r" $\pm$ ")
 
+    width = 2 if show else 1
     out = [r"\begin{table}[t]", r"\centering", r"\small",
-           r"\begin{tabular}{l" + "rr" * len(cols) + "}", r"\toprule",
-           " & " + " & ".join(rf"\multicolumn{{2}}{{c}}{{{_tex_escape(_col_title(spec, c))}}}" for c in cols) + r" \\",
-           " & " + " & ".join("ours & paper" for _ in cols) + r" \\", r"\midrule"]
+           r"\begin{tabular}{l" + "r" * width * len(cols) + "}", r"\toprule",
+           " & " + " & ".join(rf"\multicolumn{{{width}}}{{c}}{{{_tex_escape(_col_title(spec, c))}}}" for c in cols)
+           + r" \\"]
+    if show:
+        out.append(" & " + " & ".join("ours & paper" for _ in cols) + r" \\")
+    out.append(r"\midrule")
     for row in spec["rows"]:
         vals = []
         for c in cols:
             r = by[(row["label"], c)]
-            vals += [pm(r["ours_mean"], r["ours_std"]), pm(r["paper_mean"], r["paper_std"])]
+            vals.append(pm(r["ours_mean"], r["ours_std"]))
+            if show:
+                vals.append(pm(r["paper_mean"], r["paper_std"]))
         out.append(_tex_escape(row["label"]) + " & " + " & ".join(vals) + r" \\")
-    if spec["table"] == 1:
+    quoted = spec["table"] == 1 and show
+    if quoted:
         for label, v in paper.TABLE1_QUOTED.items():
             out.append(_tex_escape(label) + r"$^\dagger$ & " + " & ".join(f"-- & {pm(*v.get(c, (None, None)))}" for c in cols) + r" \\")
     out += [r"\bottomrule", r"\end{tabular}",
             rf"\caption{{{_tex_escape(title(spec))}. " + _tex_escape(" ".join(_notes(spec, records)))
-            + (r" $^\dagger$Quoted from the paper." if spec["table"] == 1 else "") + "}",
+            + (r" $^\dagger$Quoted from the paper." if quoted else "") + "}",
             r"\end{table}", ""]
     return "\n".join(out)
 

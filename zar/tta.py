@@ -1,9 +1,14 @@
 """Test-time prompt tuning (PROTOCOL §3.2-3.7).
 
 The two pure functions are TPT's core: confidence selection and marginal entropy. The
-:class:`Tuner` tunes the prompt context for ONE video from its cached view embeddings and
-predicts on the inference clip; the context and the optimiser state are reset before every
-video ("episodic"), unless ``mode="continual"``.
+:class:`Tuner` tunes the prompt context for each video from its cached view embeddings and
+predicts on the inference clip; every video starts from the initial context with a fresh
+optimiser ("episodic"), unless ``mode="continual"``.
+
+Videos are tuned in batches, each with its own context: the contexts of B videos are one
+``(B, n_ctx, width)`` parameter and the loss is the sum of the videos' losses, so each
+video's context gets exactly its own gradient, and AdamW (element-wise) gives each exactly
+the step it would get alone.
 """
 from __future__ import annotations
 
@@ -14,24 +19,29 @@ from dataclasses import asdict, dataclass
 import torch
 
 from zar.backbone import autocast
-from zar.prompt import PromptLearner
-from zar.utils import UserError
+from zar.fields import bad_value, check, setting
+from zar.prompt import PromptLearner, check_template
+
+
+def view_entropy(logits: torch.Tensor) -> torch.Tensor:
+    """Shannon entropy of softmax over the last axis."""
+    logits = logits.float()
+    return -(logits.softmax(dim=-1) * logits.log_softmax(dim=-1)).sum(dim=-1)
 
 
 def select_confident(logits: torch.Tensor, ratio: float) -> torch.Tensor:
     """Indices of the ``int(V * ratio)`` views with the lowest entropy of softmax(logits).
 
-    ``logits`` are the scaled logits (V, C). Stable ascending sort, so ties keep view order.
-    No view is forced in (PROTOCOL §3.3); a ratio that keeps no view is an error.
+    ``logits`` are the scaled logits (..., V, C); the result is (..., k). Stable ascending
+    sort, so ties keep view order. No view is forced in (PROTOCOL §3.3); a ratio that keeps
+    no view is an error.
     """
-    if logits.dim() != 2:
-        raise ValueError(f"logits must be (views, classes), got {tuple(logits.shape)}")
+    if logits.dim() < 2:
+        raise ValueError(f"logits must be (..., views, classes), got {tuple(logits.shape)}")
     if not 0.0 < ratio <= 1.0:
         raise ValueError(f"confidence ratio must be in (0, 1], got {ratio}")
-    logits = logits.float()
-    entropy = -(logits.softmax(dim=1) * logits.log_softmax(dim=1)).sum(dim=1)
-    k = kept_count(logits.shape[0], ratio)
-    return torch.argsort(entropy, descending=False, stable=True)[:k]
+    k = kept_count(logits.shape[-2], ratio)
+    return torch.argsort(view_entropy(logits), dim=-1, descending=False, stable=True)[..., :k]
 
 
 def kept_count(n_views: int, ratio: float) -> int:
@@ -44,31 +54,41 @@ def kept_count(n_views: int, ratio: float) -> int:
 
 
 def marginal_entropy(logits: torch.Tensor) -> torch.Tensor:
-    """Entropy of the mean probability over the rows of ``logits`` (k, C), in log space."""
+    """Entropy of the mean probability over the rows of ``logits`` (..., k, C), in log space."""
     logp = logits - logits.logsumexp(dim=-1, keepdim=True)
-    avg = logp.logsumexp(dim=0) - math.log(logp.shape[0])
+    avg = logp.logsumexp(dim=-2) - math.log(logp.shape[-2])
     avg = torch.clamp(avg, min=torch.finfo(avg.dtype).min)
     return -(avg * torch.exp(avg)).sum(dim=-1)
+
+
+def ensemble_log_probs(logits: torch.Tensor) -> torch.Tensor:
+    """log of the mean probability over the rows of ``logits`` (..., n, C): the views' vote."""
+    logp = logits.float().log_softmax(dim=-1)
+    return logp.logsumexp(dim=-2) - math.log(logp.shape[-2])
 
 
 @dataclass(frozen=True)
 class TuneConfig:
     """Test-time tuning settings; defaults are PROTOCOL §3 (TPT's optimiser settings)."""
 
-    steps: int = 1
-    lr: float = 5e-3
-    ratio: float = 0.8  # confidence selection: keep int(views * ratio)
-    weight_decay: float = 0.01  # torch AdamW default
-    ctx_init: str = "a video of a"
-    mode: str = "episodic"  # or "continual": keep the tuned prompt across videos
+    steps: int = setting(1, "integer", "AdamW steps on the context per video (0 = vanilla CLIP)", minimum=0)
+    lr: float = setting(5e-3, "number", "AdamW learning rate of the context", exclusiveMinimum=0)
+    ratio: float = setting(0.8, "number", "confidence selection: keep the int(views x ratio) views of lowest "
+                           "entropy", exclusiveMinimum=0, maximum=1)
+    weight_decay: float = setting(0.01, "number", "AdamW weight decay (torch's default)", minimum=0)
+    ctx_init: str = setting("a video of a", "string", "the context words, n_ctx = their token count",
+                            pattern=r".*\S.*", allowed="a string of words")
+    template: str = setting("{ctx} {c}.", "string", "each class's text: {ctx} = the (tuned) context, "
+                            "{c} = the class text; '{c}' is the class name alone (no context, vanilla only)",
+                            pattern=r".*\{c\}.*", allowed="a string holding {c}")
+    mode: str = setting("episodic", "string", "episodic: reset the prompt for every video; continual: keep "
+                        "it across videos", enum=["episodic", "continual"])
 
     def __post_init__(self):
-        if self.steps < 0:
-            raise UserError(f"tune.steps must be >= 0, got {self.steps}")
-        if not 0.0 < self.ratio <= 1.0:
-            raise UserError(f"tune.ratio must be in (0, 1], got {self.ratio}")
-        if self.mode not in ("episodic", "continual"):
-            raise UserError(f"tune.mode must be 'episodic' or 'continual', got {self.mode!r}")
+        check(self, "tune")
+        why = check_template(self.template, tuned=self.steps > 0)
+        if why:
+            raise bad_value("tune", "template", self.template, why)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -78,66 +98,87 @@ class TuneConfig:
 class TuneResult:
     logits_before: torch.Tensor  # (K,) on the inference clip, initial prompt (= vanilla CLIP)
     logits_after: torch.Tensor  # (K,) on the inference clip, tuned prompt
+    logits_ensemble: torch.Tensor  # (K,) log mean probability of the inference clip and the views, initial prompt
     kept: list[int]  # indices of the views selected for the loss
     loss: float | None  # marginal entropy at the first step
     seconds: float
 
 
 class Tuner:
-    """Tunes the prompt for one video at a time, from per-view and inference-clip embeddings."""
+    """Tunes the prompt for videos from their per-view and inference-clip embeddings."""
 
     def __init__(self, model: torch.nn.Module, class_texts: list[str], cfg: TuneConfig = TuneConfig(),
-                 device: str | torch.device = "cpu"):
+                 device: str | torch.device = "cpu", truncate: bool = True):
         self.cfg = cfg
         self.device = torch.device(device)
         for p in model.parameters():
             p.requires_grad_(False)
-        self.prompt = PromptLearner(model, class_texts, ctx_init=cfg.ctx_init).to(self.device)
+        self.prompt = PromptLearner(model, class_texts, ctx_init=cfg.ctx_init, template=cfg.template,
+                                    truncate=truncate).to(self.device)
         self.logit_scale = model.logit_scale.detach().exp().float().to(self.device)
-        self.optimizer: torch.optim.Optimizer | None = None
+        self._text_init = self.text()
+        self._ctx: torch.nn.Parameter | None = None  # continual mode: the context carried across videos
+        self._opt: torch.optim.Optimizer | None = None
+
+    def text(self, ctx: torch.Tensor | None = None) -> torch.Tensor:
         with torch.no_grad(), autocast(self.device):
-            self._text_init = self.prompt().float()
-
-    def new_optimizer(self) -> torch.optim.Optimizer:
-        return torch.optim.AdamW([self.prompt.ctx], lr=self.cfg.lr, weight_decay=self.cfg.weight_decay)
-
-    def reset(self) -> None:
-        """Context back to its init AND a fresh optimiser (moments, step count)."""
-        self.prompt.reset()
-        self.optimizer = self.new_optimizer()
+            return self.prompt(ctx).float()
 
     def logits(self, feats: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
-        return self.logit_scale * feats.float() @ text.float().t()
+        """Scaled logits of features (..., D) against text (K, D), or per video (B, ..., D) x (B, K, D)."""
+        if text.dim() == 2:
+            return self.logit_scale * feats.float() @ text.float().t()
+        return self.logit_scale * feats.float() @ text.float().transpose(-1, -2)
 
     def __call__(self, view_feats: torch.Tensor, infer_feat: torch.Tensor) -> TuneResult:
-        """``view_feats`` (V, D) and ``infer_feat`` (D,): L2-normalised video embeddings."""
+        """One video: ``view_feats`` (V, D) and ``infer_feat`` (D,), L2-normalised embeddings."""
+        return self.tune(view_feats.unsqueeze(0), infer_feat.reshape(1, -1))[0]
+
+    def tune(self, view_feats: torch.Tensor, infer_feats: torch.Tensor) -> list[TuneResult]:
+        """A batch of videos: ``view_feats`` (B, V, D), ``infer_feats`` (B, D)."""
         t0 = time.perf_counter()
-        view_feats = view_feats.to(self.device).float()
-        infer_feat = infer_feat.to(self.device).float().reshape(1, -1)
-        if self.cfg.mode == "episodic" or self.optimizer is None:
-            self.reset()
-            text_before = self._text_init
-        else:
-            with torch.no_grad(), autocast(self.device):
-                text_before = self.prompt().float()
-        logits_before = self.logits(infer_feat, text_before)[0]
-        if self.cfg.steps == 0:
-            return TuneResult(logits_before, logits_before.clone(), [], None, time.perf_counter() - t0)
+        views = view_feats.to(self.device).float()
+        infer = infer_feats.to(self.device).float()
+        b = infer.shape[0]
+        continual = self.cfg.mode == "continual" and self.cfg.steps > 0
+        if continual and b != 1:
+            raise ValueError("continual tuning carries the prompt from video to video: one video at a time")
+        text_before = self.text(self._ctx.detach())[0] if continual and self._ctx is not None else self._text_init
+        before = self.logits(infer, text_before)  # (B, K)
+        votes = torch.cat([before.unsqueeze(1), self.logits(views, text_before)], dim=1)
+        ensemble = ensemble_log_probs(votes)  # inference clip + views, initial prompt
         kept: torch.Tensor | None = None
-        first_loss = None
-        for _ in range(self.cfg.steps):
-            with autocast(self.device):
-                text = self.prompt()
-            logits = self.logits(view_feats, text)
-            if kept is None:  # selection made at the first step is reused (TPT)
-                kept = select_confident(logits.detach(), self.cfg.ratio)
-            loss = marginal_entropy(logits[kept])
-            if first_loss is None:
-                first_loss = float(loss.detach())
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            self.optimizer.step()
-        with torch.no_grad(), autocast(self.device):
-            text_after = self.prompt().float()
-        logits_after = self.logits(infer_feat, text_after)[0]
-        return TuneResult(logits_before, logits_after, kept.tolist(), first_loss, time.perf_counter() - t0)
+        losses: torch.Tensor | None = None
+        after = before
+        if self.cfg.steps:
+            ctx, opt = self._context(b, continual)
+            for _ in range(self.cfg.steps):
+                with autocast(self.device):
+                    text = self.prompt(ctx)  # (B, K, D)
+                logits = self.logits(views, text)  # (B, V, K)
+                if kept is None:  # the selection made at the first step is reused (TPT)
+                    kept = select_confident(logits.detach(), self.cfg.ratio)
+                chosen = logits.gather(1, kept.unsqueeze(-1).expand(-1, -1, logits.shape[-1]))
+                loss = marginal_entropy(chosen)  # (B,)
+                if losses is None:
+                    losses = loss.detach()
+                opt.zero_grad(set_to_none=True)
+                loss.sum().backward()
+                opt.step()
+            after = self.logits(infer.unsqueeze(1), self.text(ctx.detach()))[:, 0]
+        seconds = (time.perf_counter() - t0) / b
+        return [TuneResult(before[i], after[i] if self.cfg.steps else before[i].clone(), ensemble[i],
+                           kept[i].tolist() if kept is not None else [],
+                           float(losses[i]) if losses is not None else None, seconds) for i in range(b)]
+
+    def _context(self, b: int, continual: bool) -> tuple[torch.nn.Parameter, torch.optim.Optimizer]:
+        """Episodic: B fresh contexts at their init and a fresh optimiser (moments, step count);
+        continual: the context and optimiser carried over from the previous video."""
+        if continual and self._ctx is not None:
+            return self._ctx, self._opt
+        init = self.prompt.ctx_init_vectors.detach()
+        ctx = torch.nn.Parameter(init.unsqueeze(0).repeat(b, 1, 1).clone())
+        opt = torch.optim.AdamW([ctx], lr=self.cfg.lr, weight_decay=self.cfg.weight_decay)
+        if continual:
+            self._ctx, self._opt = ctx, opt
+        return ctx, opt

@@ -1,5 +1,7 @@
-"""`zar tune`: one method variant on one (dataset, split, backbone), from cached embeddings.
+"""`zar tune`: one method variant on one video list, from cached embeddings.
 
+The cache may hold more videos than the list (one encoding serves every split of a
+dataset): the list decides which videos are evaluated, their labels and the classifier.
 The variant may use a subset of the cached views (fewer crops, dropped rates, fewer samples
 per rate): the remaining views are exactly the ones a run with those settings would have
 encoded, because a view's frames depend only on (seed, video id, rate, sample, crop).
@@ -8,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -23,7 +24,7 @@ def select_views(cache: dict, want, name: str = "cache") -> list[int]:
     from zar.views import CROP_SETS, view_plan
 
     have = cache["views_config"]
-    for key in ("frames", "seed", "short_side"):
+    for key in ("frames", "infer_frames", "seed", "short_side"):
         if have[key] != getattr(want, key):
             raise UserError(f"{name}: views.{key} is {have[key]} in the cache but {getattr(want, key)} was asked; "
                             "re-encode with those settings")
@@ -36,11 +37,40 @@ def select_views(cache: dict, want, name: str = "cache") -> list[int]:
     return [index[(v.rate, v.sample, v.crop)] for v in view_plan(want)]
 
 
+def match_list(cache: dict, rows, videos: str, name: str) -> tuple[list[int], list[dict]]:
+    """For each listed video: its row in the cache, or its skip record; a video the encoding
+    never saw is an error (the cache was made from other lists)."""
+    index = {v: i for i, v in enumerate(cache["video_ids"])}
+    skipped = {s["video_id"]: s for s in cache["skipped"]}
+    found, gone, unknown = [], [], []
+    for pos, row in enumerate(rows):
+        if row.video_id in index:
+            found.append(index[row.video_id])
+        elif row.video_id in skipped:
+            s = skipped[row.video_id]
+            gone.append({"video_id": s["video_id"], "path": s["path"], "reason": s["reason"], "list_position": pos})
+        else:
+            unknown.append(row.video_id)
+    if unknown:
+        lists = ", ".join(x["path"] for x in cache["lists"])
+        raise UserError(f"{videos}: {len(unknown)} listed videos are not in {name} (e.g. {unknown[0]!r}); it was "
+                        f"encoded from {lists}: encode this list too")
+    return found, gone
+
+
+def frames_record(views, spec) -> dict:
+    """The three frame counts of a result: tuning views, inference clip, the backbone's fine-tuning."""
+    from zar.backbone import training_frames
+
+    return {"views": views.frames, "inference": views.infer_frames, "backbone_training": training_frames(spec)}
+
+
 def add_arguments(p) -> None:
     from zar.config import add_settings_arguments
 
-    p.add_argument("--embeddings", required=True, nargs="+", help="embedding cache(s) from `zar encode` (shards of one list)")
-    p.add_argument("--classes", required=True, help="classes.csv of the split (the classifier)")
+    p.add_argument("--embeddings", required=True, nargs="+", help="embedding cache(s) from `zar encode` (shards of one run)")
+    p.add_argument("--videos", required=True, help="the video list to evaluate (its labels and videos)")
+    p.add_argument("--classes", required=True, help="classes.csv of the list (the classifier)")
     p.add_argument("--backbone", required=True, help="the backbone the cache was encoded with")
     p.add_argument("--method", choices=("vanilla", "zar"), default="zar", help="vanilla CLIP or ZAR (default)")
     p.add_argument("--out", required=True, help="summary JSON to write; predictions go to the same name .jsonl")
@@ -51,16 +81,19 @@ def add_arguments(p) -> None:
 def run(args) -> int:
     from zar.backbone import build_model, parse_spec
     from zar.config import load_settings
-    from zar.encode import load_cache, merge_caches
-    from zar.lists import read_classes
-    from zar.results import PredictionLog, record, write_summary
+    from zar.cost import flops
+    from zar.encode import open_caches
+    from zar.lists import read_classes, read_videos
+    from zar.results import PredictionLog, fingerprint, record, write_summary
     from zar.tta import Tuner, kept_count
-    from zar.utils import progress
+    from zar.utils import progress, sha256_file
 
-    settings = load_settings(args.config, args.set)
-    tune_cfg = settings.tune if args.method == "zar" else replace(settings.tune, steps=0)
-    caches = [load_cache(p) for p in args.embeddings]
-    cache = merge_caches(caches, list(args.embeddings)) if len(caches) > 1 else caches[0]
+    settings = load_settings(args.config, args.set, method=args.method)
+    tune_cfg = settings.tune
+    device = settings.run.resolved_device()
+    classes = read_classes(args.classes)
+    rows = read_videos(args.videos, classes)
+    cache = open_caches(list(args.embeddings))
     spec = parse_spec(args.backbone)
     if cache["backbone"] != spec.to_dict():
         raise UserError(f"{args.embeddings[0]}: encoded with backbone {cache['backbone']}, not {spec.to_dict()}")
@@ -70,40 +103,47 @@ def run(args) -> int:
             kept_count(len(sel), tune_cfg.ratio)
         except ValueError as e:
             raise UserError(str(e)) from None
-    classes = read_classes(args.classes)
-    labels = cache["labels"]
-    if len(labels) and int(labels.max()) >= len(classes):
-        raise UserError(f"{args.classes}: {len(classes)} classes, but the cache has label {int(labels.max())}")
-    device = settings.run.resolved_device()
-    model, _ = build_model(spec, device=device)
+    found, skipped = match_list(cache, rows, args.videos, args.embeddings[0])
+    model, pre = build_model(spec, device=device)
     tuner = Tuner(model, list(classes.texts), tune_cfg, device=device)
     out = Path(args.out)
-    from zar.results import fingerprint
-    from zar.utils import sha256_file
-
-    fp = fingerprint([sha256_file(p) for p in args.embeddings], sha256_file(args.classes), tune_cfg.to_dict(),
-                     settings.views.to_dict(), spec.to_dict(), args.method)
+    fp = fingerprint([sha256_file(p) for p in args.embeddings], sha256_file(args.videos), sha256_file(args.classes),
+                     tune_cfg.to_dict(), settings.views.to_dict(), spec.to_dict(), args.method)
     plog = PredictionLog(out.with_suffix(".jsonl"), fp, resume=tune_cfg.mode == "episodic")
     sel_t = torch.tensor(sel, dtype=torch.long)
     ids = cache["video_ids"]
+    labels = {r.video_id: r.class_index for r in rows}
+    todo = [i for i in found if ids[i] not in plog.done]
+    log.info("tune %s on %d of %d listed videos (%d done, %d skipped at encoding), %d of %d cached views, %d classes, "
+             "steps=%d ratio=%s", args.method, len(found), len(rows), len(found) - len(todo), len(skipped), len(sel),
+             cache["views"].shape[1], len(classes), tune_cfg.steps, tune_cfg.ratio)
+    batch = 1 if tune_cfg.mode == "continual" else settings.run.tune_batch
     t0 = time.perf_counter()
-    todo = [i for i, v in enumerate(ids) if v not in plog.done]
-    log.info("tune %s on %d videos (%d done), %d of %d cached views, %d classes, steps=%d ratio=%s",
-             args.method, len(ids), len(ids) - len(todo), len(sel), cache["views"].shape[1] if len(ids) else 0,
-             len(classes), tune_cfg.steps, tune_cfg.ratio)
-    for i in progress(todo, total=len(todo), desc=f"tune {args.method}"):
-        res = tuner(cache["views"][i].index_select(0, sel_t).float(), cache["infer"][i].float())
-        plog.add(record(ids[i], int(labels[i]), res, args.method))
-    recs = plog.finish(ids)
+    for start in progress(range(0, len(todo), batch), total=-(-len(todo) // batch), desc=f"tune {args.method}",
+                          every=10):
+        chunk = torch.tensor(todo[start:start + batch], dtype=torch.long)
+        views = cache["views"].index_select(0, chunk).index_select(1, sel_t).float()
+        results = tuner.tune(views, cache["infer"].index_select(0, chunk).float())
+        for i, res in zip(chunk.tolist(), results):
+            plog.add(record(ids[i], labels[ids[i]], res, args.method))
+    tune_seconds = time.perf_counter() - t0
+    recs = plog.finish([r.video_id for r in rows])
+    n_encoded = len(cache["video_ids"])
+    cost = {**flops(model, pre, settings.views, list(classes.texts), tune_cfg, device),
+            "encode_seconds_per_video": cache["seconds"] / n_encoded if n_encoded else None,
+            "encode_devices": cache["devices"],
+            "tune_seconds_per_video": tune_seconds / len(todo) if todo else None}
     summary = write_summary(
-        out, method=args.method, records=recs, n_listed=int(cache["n_listed_in_shards"]),
-        skipped=cache["skipped"], class_names=list(classes.names),
-        inputs={"classes": args.classes, **{f"embeddings_{j}": p for j, p in enumerate(args.embeddings)}},
-        settings={"views": settings.views.to_dict(), "tune": tune_cfg.to_dict(),
-                  "views_encoded": cache["views_config"], "view_short_side": cache.get("view_short_side")},
-        backbone=spec.to_dict(),
-        extra={"label": args.label, "n_views": len(sel), "seconds": time.perf_counter() - t0},
+        out, method=args.method, records=recs, n_listed=len(rows), skipped=skipped, class_names=list(classes.names),
+        inputs={"videos": args.videos, "classes": args.classes,
+                **{f"embeddings_{j}": p for j, p in enumerate(args.embeddings)}},
+        settings={"views": settings.views.to_dict(), "tune": tune_cfg.to_dict(), "run": settings.to_dict()["run"],
+                  "views_encoded": cache["views_config"], "view_short_side": cache["view_short_side"],
+                  "frames": frames_record(settings.views, spec)},
+        backbone=spec.to_dict(), predictions=out.with_suffix(".jsonl"),
+        extra={"label": args.label, "n_views": len(sel), "seconds": tune_seconds, "cost": cost},
     )
-    log.info("%s: top-1 %.2f%% (before tuning %.2f%%) on %d of %d listed videos -> %s", args.method,
-             summary["top1"] or 0, summary["top1_before_tuning"] or 0, summary["n_evaluated"], summary["n_listed"], out)
+    log.info("%s: top-1 %.2f%% (before tuning %.2f%%, views ensemble %.2f%%) on %d of %d listed videos -> %s",
+             args.method, summary["top1"], summary["top1_before_tuning"], summary["top1_ensemble"],
+             summary["n_evaluated"], summary["n_listed"], out)
     return 0

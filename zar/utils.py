@@ -63,8 +63,22 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
             os.fsync(f.fileno())
 
 
-def to_json(obj: Any) -> str:
-    return json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n"
+def to_json(obj: Any, indent: int | None = 2) -> str:
+    """Strict JSON (RFC 8259): a non-finite float (NaN, inf) is written as null, never as NaN."""
+    return json.dumps(finite(obj), indent=indent, sort_keys=False, default=_json_default, allow_nan=False) + "\n"
+
+
+def finite(obj: Any) -> Any:
+    """``obj`` with every non-finite float replaced by None (lists, tuples and dicts walked)."""
+    import math
+
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [finite(v) for v in obj]
+    return obj
 
 
 def _json_default(o: Any):

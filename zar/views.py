@@ -12,7 +12,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from zar.utils import UserError, stable_int
+from zar.fields import check, setting
+from zar.utils import stable_int
 
 # Crop positions on a 3x3 grid: (fraction of the free range along x, along y).
 CROP_POSITIONS: dict[str, tuple[float, float]] = {
@@ -31,25 +32,27 @@ DEFAULT_RATES = (1, 2, 4, 8)
 
 @dataclass(frozen=True)
 class ViewConfig:
-    """The views of one video. Defaults are the paper's 3 crops x 4 rates x 4 samples x 16 frames."""
+    """The views of one video and the inference clip. Defaults are the paper's: 3 crops x 4
+    rates x 4 samples of 16-frame views, and a 16-frame inference clip (PROTOCOL §3.1, §3.6)."""
 
-    frames: int = 16
-    rates: tuple[int, ...] = DEFAULT_RATES  # window = 1/rate of the video
-    samples_per_rate: int = 4
-    crops: int = 3  # 1, 3, 5 or 9 positions of CROP_SETS
-    short_side: int | None = None  # resize before cropping; None = image_size * 256 / 224
-    seed: int = 0
+    frames: int = setting(16, "integer", "frames per tuning view (T; the paper's base-to-novel setting: 8)",
+                          minimum=1)
+    infer_frames: int = setting(16, "integer", "frames of the inference clip (16 in every setting of the "
+                                "paper: its single 16x3x224^2 clip)", minimum=1)
+    rates: tuple[int, ...] = setting(DEFAULT_RATES, "array", "sampling rates: a view's window spans 1/rate "
+                                     "of the video", items={"type": "integer", "minimum": 1}, minItems=1,
+                                     uniqueItems=True)
+    samples_per_rate: int = setting(4, "integer", "temporal samples per rate (0: no views, only the "
+                                    "inference clip, for vanilla runs)", minimum=0)
+    crops: int = setting(3, "integer", "crop positions per temporal sample (1 centre; 3 left/centre/right; "
+                         "5 adds top/bottom; 9 the 3x3 grid)", enum=sorted(CROP_SETS))
+    short_side: int | None = setting(None, "integer", "short side the frames are resized to before the view "
+                                     "crops (null: image size x 256/224)", nullable=True, minimum=16)
+    seed: int = setting(0, "integer", "seed of the views' temporal sampling (with the video id)", minimum=0)
 
     def __post_init__(self):
+        check(self, "views")
         object.__setattr__(self, "rates", tuple(int(r) for r in self.rates))
-        if self.frames < 1:
-            raise UserError(f"views.frames must be >= 1, got {self.frames}")
-        if not self.rates or any(r < 1 for r in self.rates) or len(set(self.rates)) != len(self.rates):
-            raise UserError(f"views.rates must be distinct integers >= 1 (window = 1/rate), got {self.rates}")
-        if self.samples_per_rate < 1:
-            raise UserError(f"views.samples_per_rate must be >= 1, got {self.samples_per_rate}")
-        if self.crops not in CROP_SETS:
-            raise UserError(f"views.crops must be one of {sorted(CROP_SETS)}, got {self.crops}")
 
     @property
     def n_views(self) -> int:

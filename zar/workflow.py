@@ -1,19 +1,28 @@
-"""Paths and targets of the Snakemake workflow, as pure functions of its config.
+"""What the Snakemake workflow runs, as pure functions of its config.
 
-The rules (workflow/rules/*.smk) and `zar tables` both use these, so a result file's name
-is decided in one place. Paths name what they hold, general to specific:
+Everything starts from :func:`evaluations`: every tuning job (one video list evaluated with
+one backbone and one set of settings) that the configured tables need. From them follow
+the encodings (:func:`encodings`: one per dataset, backbone and frame counts, holding the
+union of the lists that use it and the superset of their views), the tables' cells and the
+output paths. The rules (workflow/rules/*.smk) and `zar tables` call these, so a result
+file's name and content are decided in one place. Paths name what they hold, general to
+specific:
 
-    results/embeddings/{dataset}/{evalset}/{backbone}/f{frames}/shard{k}of{n}.pt
-    results/zeroshot/{dataset}/{backbone}/{method}/split{split}.json
+    results/embeddings/{dataset}/{backbone}/t{T}_i{I}/shard{k}of{n}.pt
+    results/zeroshot/{dataset}/{run}/split{split}.json
     results/ablations/{dataset}/{variant}/split{split}.json
     results/b2n/{dataset}/s{shot}/{subset}.json
     results/models/{backbone}/model.safetensors
     results/table{n}.{md,tex,csv}
 
-``evalset`` is ``split1``..``split3`` (zero-shot) or ``b2n_base`` / ``b2n_novel``.
+``T`` is the tuning views' frame count (0: no views, the inference clip alone), ``I`` the
+inference clip's.
 """
 from __future__ import annotations
 
+import json
+import shlex
+from dataclasses import dataclass, field
 from typing import Any
 
 
@@ -33,6 +42,10 @@ def classes_csv(cfg: dict, dataset: str, evalset: str) -> str:
 
 def videos_csv(cfg: dict, dataset: str, evalset: str) -> str:
     return f"{split_dir(cfg, dataset, evalset)}/test.csv"
+
+
+def b2n_train_csv(cfg: dict, dataset: str, shot: int) -> str:
+    return f"{cfg['splits_dir']}/{dataset}/b2n/base/train_s{shot}.csv"
 
 
 def video_root(cfg: dict, dataset: str) -> str:
@@ -65,9 +78,6 @@ def backbone_arg(cfg: dict, backbone: str) -> str:
             return model_dir(cfg, backbone)
         raise KeyError(f"unknown backbone {backbone!r}")
     if entry.get("quick_gelu") is not None:  # the full spec, as JSON text for the shell
-        import json
-        import shlex
-
         return shlex.quote(json.dumps({k: entry.get(k) for k in ("arch", "pretrained", "quick_gelu")}))
     pre = entry.get("pretrained") or "none"
     return f"{entry['arch']}:{pre}"
@@ -77,9 +87,18 @@ def backbone_inputs(cfg: dict, backbone: str) -> list[str]:
     return [f"{model_dir(cfg, backbone)}/model.safetensors"] if backbone in trained_backbones(cfg) else []
 
 
-# ----------------------------------------------------------------------------- what each experiment needs
-def _views(cfg: dict) -> dict[str, Any]:
-    return cfg["method"]["views"]
+# ----------------------------------------------------------------------------- settings
+def method_settings(cfg: dict) -> dict[str, Any]:
+    """The paper method's settings (config `method`) as flat ``section.key`` items."""
+    out = {}
+    for sec in ("views", "tune", "run"):
+        out.update({f"{sec}.{k}": v for k, v in cfg["method"][sec].items()})
+    return out
+
+
+def settings_args(overrides: dict[str, Any]) -> str:
+    """`--set section.key=value` arguments (values as YAML flow text, shell-quoted)."""
+    return " ".join(f"--set {shlex.quote(f'{k}={json.dumps(v)}')}" for k, v in overrides.items())
 
 
 def ratio_variant(ratio: float) -> str:
@@ -95,7 +114,7 @@ def crops_variant(crops: int) -> str:
 
 
 def ablation_variants(cfg: dict, dataset: str) -> dict[str, dict[str, Any]]:
-    """variant name -> settings overrides (`--set` items), for one dataset."""
+    """variant name -> settings overrides, for one dataset."""
     ab = cfg["ablations"]
     out: dict[str, dict[str, Any]] = {}
     if dataset in ab["ratio"]["datasets"]:
@@ -110,52 +129,39 @@ def ablation_variants(cfg: dict, dataset: str) -> dict[str, dict[str, Any]]:
     return out
 
 
-def encode_views(cfg: dict, dataset: str, evalset: str, backbone: str) -> dict[str, Any]:
-    """The superset of views every experiment on (dataset, evalset, backbone) needs: one encode job."""
-    v = dict(_views(cfg))
-    if evalset.startswith("b2n"):
-        v["frames"] = cfg["b2n"]["frames"]
-        return v
-    crops, rates = [v["crops"]], set(v["rates"])
-    if backbone == cfg["ablations"]["backbone"] and int(evalset[5:]) in cfg["ablations"]["splits"]:
-        for over in ablation_variants(cfg, dataset).values():
-            crops.append(over.get("views.crops", v["crops"]))
-            rates |= set(over.get("views.rates", v["rates"]))
-    v["crops"] = max(crops)
-    v["rates"] = sorted(rates)
-    return v
-
-
-def settings_args(overrides: dict[str, Any]) -> str:
-    """`--set section.key=value` arguments (values as YAML flow text, shell-quoted)."""
-    import json
-    import shlex
-
-    return " ".join(f"--set {shlex.quote(f'{k}={json.dumps(v)}')}" for k, v in overrides.items())
-
-
-def method_overrides(cfg: dict) -> dict[str, Any]:
-    """The paper method's settings (config `method`) as overrides."""
-    out = {f"views.{k}": v for k, v in cfg["method"]["views"].items()}
-    out.update({f"tune.{k}": v for k, v in cfg["method"]["tune"].items()})
-    out.update({f"run.{k}": v for k, v in cfg["method"]["run"].items()})
-    return out
-
-
 def n_shards(cfg: dict, dataset: str) -> int:
     return int(cfg["shards"].get(dataset, 1))
 
 
-# ----------------------------------------------------------------------------- result paths
-def embedding_shards(cfg: dict, dataset: str, evalset: str, backbone: str) -> list[str]:
-    frames = encode_views(cfg, dataset, evalset, backbone)["frames"]
-    n = n_shards(cfg, dataset)
-    base = f"{cfg['results_dir']}/embeddings/{dataset}/{evalset}/{backbone}/f{frames}"
-    return [f"{base}/shard{k}of{n}.pt" for k in range(1, n + 1)]
+# ----------------------------------------------------------------------------- evaluations
+@dataclass(frozen=True)
+class Evaluation:
+    """One tuning job: a video list evaluated with one backbone and one set of settings."""
+
+    kind: str  # zeroshot | ablation | b2n
+    dataset: str
+    evalset: str  # split{k} | b2n_base | b2n_novel
+    backbone: str
+    method: str  # zar | vanilla
+    settings: tuple[tuple[str, Any], ...]  # every setting, flat section.key items (method's + overrides)
+    result: str  # the summary JSON
+    label: str
+
+    def setting(self, key: str) -> Any:
+        return dict(self.settings)[key]
+
+    def viewset(self) -> str:
+        """``t{T}_i{I}``: tuning-view and inference-clip frames (T = 0: no views)."""
+        views = self.setting("views.frames") if self.setting("views.samples_per_rate") else 0
+        return f"t{views}_i{self.setting('views.infer_frames')}"
 
 
-def zeroshot_result(cfg: dict, dataset: str, backbone: str, method: str, split: int) -> str:
-    return f"{cfg['results_dir']}/zeroshot/{dataset}/{backbone}/{method}/split{split}.json"
+def _freeze(settings: dict[str, Any]) -> tuple[tuple[str, Any], ...]:
+    return tuple(sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in settings.items()))
+
+
+def zeroshot_result(cfg: dict, dataset: str, run: str, split: int) -> str:
+    return f"{cfg['results_dir']}/zeroshot/{dataset}/{run}/split{split}.json"
 
 
 def ablation_result(cfg: dict, dataset: str, variant: str, split: int) -> str:
@@ -166,41 +172,173 @@ def b2n_result(cfg: dict, dataset: str, shot: int, subset: str) -> str:
     return f"{cfg['results_dir']}/b2n/{dataset}/s{shot}/{subset}.json"
 
 
+def _zeroshot(cfg: dict) -> list[Evaluation]:
+    zs, base = cfg["zeroshot"], method_settings(cfg)
+    out = []
+    for run, r in zs["runs"].items():
+        settings = _freeze({**base, **r.get("settings", {})})
+        for ds in zs["datasets"]:
+            for s in zs["splits"]:
+                out.append(Evaluation("zeroshot", ds, f"split{s}", r["backbone"], r["method"], settings,
+                                      zeroshot_result(cfg, ds, run, s), f"{ds}/split{s}/{run}"))
+    return out
+
+
+def _ablations(cfg: dict, main: list[Evaluation]) -> dict[tuple[str, str, int], Evaluation]:
+    """(dataset, variant, split) -> the evaluation giving that cell. A variant whose settings
+    are exactly a zero-shot run's (e.g. ratio 0.8 on the ablation backbone) reuses its result."""
+    ab, base = cfg["ablations"], method_settings(cfg)
+    same = {(e.dataset, e.evalset, e.backbone, e.method, e.settings): e for e in main}
+    out = {}
+    for ds in cfg["datasets"]:
+        for variant, over in ablation_variants(cfg, ds).items():
+            settings = _freeze({**base, **over})
+            for s in ab["splits"]:
+                e = same.get((ds, f"split{s}", ab["backbone"], "zar", settings)) or Evaluation(
+                    "ablation", ds, f"split{s}", ab["backbone"], "zar", settings,
+                    ablation_result(cfg, ds, variant, s), f"{ds}/split{s}/{variant}")
+                out[ds, variant, s] = e
+    return out
+
+
+def _b2n(cfg: dict) -> dict[tuple[str, int, str], Evaluation]:
+    b = cfg["b2n"]
+    settings = _freeze({**method_settings(cfg), "views.frames": b["view_frames"]})
+    return {(ds, s, sub): Evaluation("b2n", ds, f"b2n_{sub}", b2n_backbone(ds, s), b["method"], settings,
+                                     b2n_result(cfg, ds, s, sub), f"{ds}/b2n/s{s}/{sub}")
+            for ds in b["datasets"] for s in b["shots"] for sub in ("base", "novel")}
+
+
+def evaluations(cfg: dict) -> list[Evaluation]:
+    """Every tuning job of the configured tables (each result file once)."""
+    tables = set(cfg["tables"])
+    main = _zeroshot(cfg)
+    found: list[Evaluation] = []
+    if 1 in tables or tables & {3, 4, 5}:
+        found += main
+    if tables & {3, 4, 5}:
+        found += _ablations(cfg, main).values()
+    if 2 in tables:
+        found += _b2n(cfg).values()
+    return list({e.result: e for e in found}.values())
+
+
+def evaluation(cfg: dict, result: str) -> Evaluation:
+    """The evaluation that writes ``result`` (a rule's output)."""
+    for e in evaluations(cfg):
+        if e.result == result:
+            return e
+    raise ValueError(f"{result}: no configured evaluation writes this file")
+
+
+def evaluation_settings(e: Evaluation) -> dict[str, Any]:
+    """The `--set` items of an evaluation's tuning job."""
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in e.settings}
+
+
+# ----------------------------------------------------------------------------- encodings
+@dataclass
+class Encoding:
+    """One `zar encode` run (sharded): a dataset's lists on one backbone, one frame setting."""
+
+    dataset: str
+    backbone: str
+    viewset: str
+    lists: list[str] = field(default_factory=list)
+    settings: dict[str, Any] = field(default_factory=dict)
+
+
+def _encodings(cfg: dict) -> dict[tuple[str, str, str], Encoding]:
+    out: dict[tuple[str, str, str], Encoding] = {}
+    for e in evaluations(cfg):
+        key = (e.dataset, e.backbone, e.viewset())
+        enc = out.setdefault(key, Encoding(*key))
+        want = evaluation_settings(e)
+        lst = videos_csv(cfg, e.dataset, e.evalset)
+        if lst not in enc.lists:
+            enc.lists.append(lst)
+        views = {k: v for k, v in want.items() if k.startswith(("views.", "run."))}
+        if not enc.settings:
+            enc.settings = views
+            continue
+        have = enc.settings  # the superset of views: most crops and samples, every rate
+        for k, v in views.items():
+            if k == "views.crops":
+                have[k] = max(have[k], v)
+            elif k == "views.samples_per_rate":
+                have[k] = max(have[k], v)
+            elif k == "views.rates":
+                have[k] = sorted(set(have[k]) | set(v))
+            elif have[k] != v:
+                raise ValueError(f"{e.label}: {k} = {v!r} differs from {have[k]!r} of another evaluation "
+                                 f"encoded with it ({'/'.join(key)})")
+    for enc in out.values():
+        enc.lists.sort()
+    return out
+
+
+def encodings(cfg: dict) -> list[Encoding]:
+    return list(_encodings(cfg).values())
+
+
+def encoding(cfg: dict, dataset: str, backbone: str, viewset: str) -> Encoding:
+    try:
+        return _encodings(cfg)[dataset, backbone, viewset]
+    except KeyError:
+        raise ValueError(f"no configured evaluation encodes {dataset} with {backbone} at {viewset}") from None
+
+
+def embedding_shards(cfg: dict, dataset: str, backbone: str, viewset: str) -> list[str]:
+    n = n_shards(cfg, dataset)
+    base = f"{cfg['results_dir']}/embeddings/{dataset}/{backbone}/{viewset}"
+    return [f"{base}/shard{k}of{n}.pt" for k in range(1, n + 1)]
+
+
+def evaluation_shards(cfg: dict, e: Evaluation) -> list[str]:
+    return embedding_shards(cfg, e.dataset, e.backbone, e.viewset())
+
+
 # ----------------------------------------------------------------------------- tables
+METRICS = {"top1": "after tuning (the method's result)", "top1_before_tuning": "the initial prompt, no tuning",
+           "top1_ensemble": "the inference clip and the views averaged, initial prompt"}
+
+
 def table_spec(cfg: dict, table: int) -> dict[str, Any]:
-    """What `zar tables` renders: rows x columns of result files (one per split or shot)."""
+    """What `zar tables` renders: rows x columns of result files (one per split or shot), the
+    metric each row reads, and the paper's row it is compared with (if any)."""
     ds_title = {k: v.get("title", k) for k, v in cfg["datasets"].items()}
     common = {"table": table, "demo": bool(cfg.get("demo", False)), "dataset_titles": ds_title}
-    zs = cfg["zeroshot"]
-    ab = cfg["ablations"]
+    zs, ab = cfg["zeroshot"], cfg["ablations"]
     if table == 1:
-        rows = [{"key": r["paper"], "label": r["label"],
-                 "cells": {d: [zeroshot_result(cfg, d, r["backbone"], r["method"], s) for s in zs["splits"]]
-                           for d in zs["datasets"]}} for r in zs["rows"]]
+        rows = [{"key": r.get("paper") or r["run"], "label": r["label"], "metric": r.get("metric", "top1"),
+                 "paper": r.get("paper"), "protocol": r.get("protocol", ""),
+                 "cells": {d: [zeroshot_result(cfg, d, r["run"], s) for s in zs["splits"]] for d in zs["datasets"]}}
+                for r in zs["rows"]]
         return {**common, "columns": list(zs["datasets"]), "rows": rows}
     if table == 2:
-        b = cfg["b2n"]
-        rows = [{"key": d, "label": ds_title[d],
-                 "cells": {sub: [b2n_result(cfg, d, s, sub) for s in b["shots"]] for sub in ("base", "novel")}}
-                for d in b["datasets"]]
+        b = _b2n(cfg)
+        rows = [{"key": d, "label": ds_title[d], "paper": d,
+                 "cells": {sub: [b[d, s, sub].result for s in cfg["b2n"]["shots"]] for sub in ("base", "novel")}}
+                for d in cfg["b2n"]["datasets"]]
         return {**common, "columns": ["base", "novel", "hm"], "rows": rows}
+    cells = _ablations(cfg, _zeroshot(cfg))
     if table == 3:
         values = ab["ratio"]["values"]
-        rows = [{"key": d, "label": ds_title[d],
-                 "cells": {str(int(round(r * 100))): [ablation_result(cfg, d, ratio_variant(r), s)
-                                                      for s in ab["splits"]] for r in values}}
+        rows = [{"key": d, "label": ds_title[d], "paper": d,
+                 "cells": {str(int(round(r * 100))): [cells[d, ratio_variant(r), s].result for s in ab["splits"]]
+                           for r in values}}
                 for d in ab["ratio"]["datasets"]]
         return {**common, "columns": [str(int(round(r * 100))) for r in values], "rows": rows}
     if table == 4:
         d_list = ab["rates"]["datasets"]
-        rows = [{"key": ",".join(map(str, rates)), "label": name, "rates": list(rates),
-                 "cells": {d: [ablation_result(cfg, d, rates_variant(name), s) for s in ab["splits"]] for d in d_list}}
+        rows = [{"key": ",".join(map(str, rates)), "label": name, "rates": list(rates), "paper": "rates",
+                 "cells": {d: [cells[d, rates_variant(name), s].result for s in ab["splits"]] for d in d_list}}
                 for name, rates in ab["rates"]["variants"].items()]
         return {**common, "columns": list(d_list), "rows": rows}
     if table == 5:
         d_list = ab["crops"]["datasets"]
-        rows = [{"key": str(c), "label": f"{c} crop{'s' if c > 1 else ''}",
-                 "cells": {d: [ablation_result(cfg, d, crops_variant(c), s) for s in ab["splits"]] for d in d_list}}
+        rows = [{"key": str(c), "label": f"{c} crop{'s' if c > 1 else ''}", "paper": "crops",
+                 "cells": {d: [cells[d, crops_variant(c), s].result for s in ab["splits"]] for d in d_list}}
                 for c in ab["crops"]["values"]]
         return {**common, "columns": list(d_list), "rows": rows}
     raise ValueError(f"there is no table {table}")
@@ -213,3 +351,24 @@ def table_inputs(cfg: dict, table: int) -> list[str]:
 
 def all_tables(cfg: dict) -> list[str]:
     return [f"{cfg['results_dir']}/table{n}.{ext}" for n in cfg["tables"] for ext in ("md", "tex", "csv")]
+
+
+# ----------------------------------------------------------------------------- the config
+def check_config(cfg: dict, schema_path: str) -> None:
+    """Refuse a config that breaks the schema with a few short lines (Snakemake's own message
+    prints the whole schema), and check the method settings with zar's own rules."""
+    import jsonschema
+    import yaml
+
+    from zar.config import load_settings
+    from zar.utils import UserError
+
+    with open(schema_path, encoding="utf-8") as f:
+        schema = yaml.safe_load(f)
+    errors = sorted(jsonschema.Draft202012Validator(schema).iter_errors(cfg), key=lambda e: list(e.path))
+    if errors:
+        lines = [f"  {'.'.join(map(str, e.path)) or '(top level)'}: {e.message[:200]}" for e in errors[:5]]
+        raise UserError("the config does not fit workflow/schemas/config.schema.yaml:\n" + "\n".join(lines))
+    method = cfg.get("method", {})
+    load_settings(None, [f"{k}={json.dumps(v)}" for sec in ("views", "tune", "run")
+                         for k, v in ((f"{sec}.{n}", x) for n, x in method.get(sec, {}).items())])

@@ -23,7 +23,7 @@ rule decode:
         mem_mb=res("decode", "mem_mb", 16000),
     priority: 40  # the fine-tuning waits for this data: schedule it early
     conda:
-        "../../environment.yml"
+        "../envs/zar.yaml"
     shell:
         "zar decode --dataset {wildcards.dataset} --root {params.root} {params.lists}"
         " --workers {threads} --short-side {params.short_side} --timeout {params.timeout} > {log} 2>&1"

@@ -1,5 +1,20 @@
-# Download (or, for the demo, generate) the raw videos of a dataset, with a manifest that
-# accounts for every listed video (ok / missing + reason / corrupt + reason).
+# Download (the demo: generate) the videos of a dataset, with a manifest that accounts for
+# every listed video (ok / missing + reason / corrupt + reason).
+
+
+localrules:
+    download_annotations,
+
+
+def download_options(w):
+    """`zar download` options of a dataset from the config (sources file, extra flags, demo data)."""
+    d = config["datasets"][w.dataset]
+    opts = [d.get("download_options", "")]
+    if d.get("sources_file"):
+        opts.append(f"--sources {d['sources_file']}")
+    if d["source"] == "synthetic":
+        opts.append(f"--demo-config {config['demo_data_config']}")
+    return " ".join(o for o in opts if o)
 
 
 rule download_annotations:
@@ -10,12 +25,12 @@ rule download_annotations:
         f"{LOGS}/download/{{dataset}}_annotations.log",
     params:
         root=lambda w: f"{DATA}/{w.dataset}",
-        sources=lambda w: f"--sources {config['datasets'][w.dataset]['sources_file']}" if config["datasets"][w.dataset].get("sources_file") else "",
+        opts=download_options,
     priority: 40  # the fine-tuning waits for this data: schedule it early
     conda:
-        "../../environment.yml"
+        "../envs/zar.yaml"
     shell:
-        "zar download --dataset {wildcards.dataset} --annotations --root {params.root} {params.sources} > {log} 2>&1"
+        "zar download --dataset {wildcards.dataset} --annotations --root {params.root} {params.opts} > {log} 2>&1"
 
 
 rule download:
@@ -30,21 +45,14 @@ rule download:
         root=lambda w: f"{DATA}/{w.dataset}",
         lists=lambda w, input: " ".join(f"--list {l}" for l in input.lists),
         source=lambda w: config["datasets"][w.dataset]["source"],
-        opts=lambda w: " ".join(filter(None, [config["datasets"][w.dataset].get("download_options", ""),
-            f"--sources {config['datasets'][w.dataset]['sources_file']}" if config["datasets"][w.dataset].get("sources_file") else ""])),
-        demo_config=config.get("demo_data_config", ""),
-        data_root=lambda w, output: os.path.dirname(os.path.dirname(output[0])),
+        opts=download_options,
     threads: lambda w: config["download"]["workers"]
     resources:
         runtime=res("download", "runtime", 1440),
         mem_mb=res("download", "mem_mb", 8000),
     priority: 40  # the fine-tuning waits for this data: schedule it early
     conda:
-        "../../environment.yml"
+        "../envs/zar.yaml"
     shell:
-        "if [ {params.source} = synthetic ]; then"
-        "  zar demo-data videos --dataset {wildcards.dataset} --data-root {params.data_root} --config {params.demo_config};"
-        " else"
-        "  zar download --dataset {wildcards.dataset} --source {params.source} --root {params.root}"
-        "   {params.lists} --workers {threads} {params.opts};"
-        " fi > {log} 2>&1"
+        "zar download --dataset {wildcards.dataset} --source {params.source} --root {params.root}"
+        " {params.lists} --workers {threads} {params.opts} > {log} 2>&1"

@@ -1,21 +1,29 @@
-# The GPU-heavy step: every view any experiment on (dataset, evalset, backbone) needs is
-# encoded ONCE (a superset: e.g. 9 crops where Table 5 needs them) and cached; every tuning
-# job (the main result and all ablation variants) reads the cache. Sharded over videos.
+# The GPU-heavy step: each dataset's videos are encoded ONCE per backbone and frame setting,
+# for every list that needs them (e.g. the three test splits, which share most videos), with
+# the superset of views its experiments need (e.g. 9 crops where Table 5 asks for them).
+# Every tuning job (the main result and all ablation variants) reads the cache. Sharded.
+
+
+def encode_job(w):
+    return W.encoding(config, w.dataset, w.backbone, w.viewset)
 
 
 rule encode:
     input:
-        unpack(encode_inputs),
+        decoded=f"{DATA}/{{dataset}}/decode_manifest.csv",
+        lists=lambda w: encode_job(w).lists,
+        audit=splits_ready(),
+        model=lambda w: W.backbone_inputs(config, w.backbone),
     output:
-        f"{RES}/embeddings/{{dataset}}/{{evalset}}/{{backbone}}/f{{frames}}/shard{{k}}of{{n}}.pt",
+        f"{RES}/embeddings/{{dataset}}/{{backbone}}/{{viewset}}/shard{{k}}of{{n}}.pt",
     log:
-        f"{LOGS}/embeddings/{{dataset}}/{{evalset}}/{{backbone}}/f{{frames}}/shard{{k}}of{{n}}.log",
+        f"{LOGS}/embeddings/{{dataset}}/{{backbone}}/{{viewset}}/shard{{k}}of{{n}}.log",
     benchmark:
-        f"{BENCH}/embeddings/{{dataset}}/{{evalset}}/{{backbone}}/f{{frames}}/shard{{k}}of{{n}}.tsv"
+        f"{BENCH}/embeddings/{{dataset}}/{{backbone}}/{{viewset}}/shard{{k}}of{{n}}.tsv"
     params:
         root=lambda w: W.video_root(config, w.dataset),
         backbone=lambda w: W.backbone_arg(config, w.backbone),
-        settings=encode_settings,
+        settings=lambda w: W.settings_args(encode_job(w).settings),
     threads: res("encode", "threads", 8)
     resources:
         gpu=res("encode", "gpu", 1),
@@ -23,8 +31,8 @@ rule encode:
         runtime=res("encode", "runtime", 720),
     priority: 10  # before tuning jobs, so tuning finds its inputs early
     conda:
-        "../../environment.yml"
+        "../envs/zar.yaml"
     shell:
-        "zar encode --videos {input.videos} --classes {input.classes} --root {params.root} --ext .mp4"
+        "zar encode --videos {input.lists} --root {params.root} --ext .mp4"
         " --backbone {params.backbone} --shard {wildcards.k}/{wildcards.n} --out {output}"
         " {params.settings} > {log} 2>&1"

@@ -3,6 +3,11 @@
 # evaluated. The demo builds its own synthetic splits with the same layout.
 
 
+localrules:
+    splits,
+    splits_audit,
+
+
 rule splits:
     output:
         manifest=f"{SPLITS}/MANIFEST.sha256",
@@ -12,16 +17,13 @@ rule splits:
     params:
         builder=config["splits"]["builder"],
         sources=config["splits"]["sources"],
-        demo_config=config.get("demo_data_config", ""),
+        demo=f"--demo-config {config['demo_data_config']}" if config["demo_data_config"] else "",
         splits=lambda w, output: os.path.dirname(output.manifest),
     conda:
-        "../../environment.yml"
+        "../envs/zar.yaml"
     shell:
-        "if [ {params.builder} = demo ]; then"
-        "  zar demo-data splits --out {params.splits} --config {params.demo_config};"
-        " else"
-        "  zar splits build --splits {params.splits} --sources {params.sources};"
-        " fi > {log} 2>&1"
+        "zar splits build --builder {params.builder} --splits {params.splits} --sources {params.sources}"
+        " {params.demo} > {log} 2>&1"
 
 
 rule splits_audit:
@@ -36,7 +38,7 @@ rule splits_audit:
         expect=config["splits"]["builder"],
         splits=lambda w, input: os.path.dirname(input[0]),
     conda:
-        "../../environment.yml"
+        "../envs/zar.yaml"
     shell:
         "zar splits audit --splits {params.splits} --sources {params.sources} --expect {params.expect}"
         " > {output}.tmp 2> {log} && mv {output}.tmp {output}"

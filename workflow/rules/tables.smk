@@ -1,11 +1,9 @@
-# The paper's tables: ours beside the paper's numbers, as .md, .tex and the .csv they come from.
+# The paper's tables: ours (and, for the paper's config, the paper's numbers beside them),
+# as .md, .tex and the .csv they come from.
 
 
 localrules:
     tables,
-    splits,
-    splits_audit,
-    download_annotations,
 
 
 rule tables:
@@ -21,6 +19,6 @@ rule tables:
         spec=lambda w: shlex.quote(json.dumps(W.table_spec(config, int(w.table)))),
         prefix=lambda w: f"{RES}/table{w.table}",
     conda:
-        "../../environment.yml"
+        "../envs/zar.yaml"
     shell:
         "zar tables --spec {params.spec} --out {params.prefix} > {log} 2>&1"

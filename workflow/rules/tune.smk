@@ -1,40 +1,78 @@
-# Test-time tuning from cached embeddings: one job per (dataset, split, backbone, method
-# variant). Each writes a summary JSON (accuracy, videos evaluated of listed, skipped videos
-# with reasons, settings, versions, commit) and the per-video predictions beside it.
+# Test-time tuning from cached embeddings: one job per evaluation (a video list, a backbone,
+# one method variant). Each writes a summary JSON (accuracy after tuning, before it and of
+# the views' ensemble; videos evaluated of listed, skipped videos with reasons, settings,
+# cost, versions, commit) and the per-video predictions beside it. The three rules share
+# one body; they differ in where their result lives.
+
+
+def tune_evaluation(kind):
+    """The evaluation (zar.workflow.Evaluation) a tuning rule's wildcards name."""
+    where = {
+        "zeroshot": lambda w: W.zeroshot_result(config, w.dataset, w.run, int(w.split)),
+        "ablation": lambda w: W.ablation_result(config, w.dataset, w.variant, int(w.split)),
+        "b2n": lambda w: W.b2n_result(config, w.dataset, int(w.shot), w.subset),
+    }[kind]
+    return lambda w: W.evaluation(config, where(w))
+
+
+def tune_inputs(kind):
+    find = tune_evaluation(kind)
+
+    def inputs(w):
+        e = find(w)
+        return {
+            "embeddings": W.evaluation_shards(config, e),
+            "videos": W.videos_csv(config, e.dataset, e.evalset),
+            "classes": W.classes_csv(config, e.dataset, e.evalset),
+            "model": W.backbone_inputs(config, e.backbone),
+        }
+
+    return inputs
+
+
+def tune_params(kind):
+    find = tune_evaluation(kind)
+
+    def params(w):
+        e = find(w)
+        return {
+            "backbone": W.backbone_arg(config, e.backbone),
+            "method": e.method,
+            "label": e.label,
+            "settings": W.settings_args(W.evaluation_settings(e)),
+        }
+
+    return params
 
 
 rule tune_zeroshot:
     input:
-        embeddings=lambda w: W.embedding_shards(config, w.dataset, f"split{w.split}", w.backbone),
-        classes=lambda w: W.classes_csv(config, w.dataset, f"split{w.split}"),
-        model=lambda w: W.backbone_inputs(config, w.backbone),
+        unpack(tune_inputs("zeroshot")),
     output:
-        summary=f"{RES}/zeroshot/{{dataset}}/{{backbone}}/{{method}}/split{{split}}.json",
-        predictions=f"{RES}/zeroshot/{{dataset}}/{{backbone}}/{{method}}/split{{split}}.jsonl",
+        summary=f"{RES}/zeroshot/{{dataset}}/{{run}}/split{{split}}.json",
+        predictions=f"{RES}/zeroshot/{{dataset}}/{{run}}/split{{split}}.jsonl",
     log:
-        f"{LOGS}/zeroshot/{{dataset}}/{{backbone}}/{{method}}/split{{split}}.log",
+        f"{LOGS}/zeroshot/{{dataset}}/{{run}}/split{{split}}.log",
     benchmark:
-        f"{BENCH}/zeroshot/{{dataset}}/{{backbone}}/{{method}}/split{{split}}.tsv"
+        f"{BENCH}/zeroshot/{{dataset}}/{{run}}/split{{split}}.tsv"
     params:
-        backbone=lambda w: W.backbone_arg(config, w.backbone),
-        settings=lambda w: tune_settings(),
+        p=tune_params("zeroshot"),
     threads: res("tune", "threads", 4)
     resources:
-        **TUNE_RESOURCES,
+        gpu=res("tune", "gpu", 1),
+        mem_mb=res("tune", "mem_mb", 16000),
+        runtime=res("tune", "runtime", 360),
     conda:
-        "../../environment.yml"
+        "../envs/zar.yaml"
     shell:
-        "zar tune --embeddings {input.embeddings} --classes {input.classes} --backbone {params.backbone}"
-        " --method {wildcards.method} --out {output.summary}"
-        " --label {wildcards.dataset}/split{wildcards.split}/{wildcards.backbone}/{wildcards.method}"
-        " {params.settings} > {log} 2>&1"
+        "zar tune --embeddings {input.embeddings} --videos {input.videos} --classes {input.classes}"
+        " --backbone {params.p[backbone]} --method {params.p[method]} --out {output.summary}"
+        " --label {params.p[label]} {params.p[settings]} > {log} 2>&1"
 
 
-rule tune_ablation:
+use rule tune_zeroshot as tune_ablation with:
     input:
-        embeddings=lambda w: W.embedding_shards(config, w.dataset, f"split{w.split}", config["ablations"]["backbone"]),
-        classes=lambda w: W.classes_csv(config, w.dataset, f"split{w.split}"),
-        model=W.backbone_inputs(config, config["ablations"]["backbone"]),
+        unpack(tune_inputs("ablation")),
     output:
         summary=f"{RES}/ablations/{{dataset}}/{{variant}}/split{{split}}.json",
         predictions=f"{RES}/ablations/{{dataset}}/{{variant}}/split{{split}}.jsonl",
@@ -43,24 +81,12 @@ rule tune_ablation:
     benchmark:
         f"{BENCH}/ablations/{{dataset}}/{{variant}}/split{{split}}.tsv"
     params:
-        backbone=lambda w: W.backbone_arg(config, config["ablations"]["backbone"]),
-        settings=ablation_settings,
-    threads: res("tune", "threads", 4)
-    resources:
-        **TUNE_RESOURCES,
-    conda:
-        "../../environment.yml"
-    shell:
-        "zar tune --embeddings {input.embeddings} --classes {input.classes} --backbone {params.backbone}"
-        " --method zar --out {output.summary} --label {wildcards.dataset}/split{wildcards.split}/{wildcards.variant}"
-        " {params.settings} > {log} 2>&1"
+        p=tune_params("ablation"),
 
 
-rule tune_b2n:
+use rule tune_zeroshot as tune_b2n with:
     input:
-        embeddings=lambda w: W.embedding_shards(config, w.dataset, f"b2n_{w.subset}", W.b2n_backbone(w.dataset, w.shot)),
-        classes=lambda w: W.classes_csv(config, w.dataset, f"b2n_{w.subset}"),
-        model=lambda w: W.backbone_inputs(config, W.b2n_backbone(w.dataset, w.shot)),
+        unpack(tune_inputs("b2n")),
     output:
         summary=f"{RES}/b2n/{{dataset}}/s{{shot}}/{{subset}}.json",
         predictions=f"{RES}/b2n/{{dataset}}/s{{shot}}/{{subset}}.jsonl",
@@ -69,15 +95,4 @@ rule tune_b2n:
     benchmark:
         f"{BENCH}/b2n/{{dataset}}/s{{shot}}/{{subset}}.tsv"
     params:
-        backbone=lambda w: W.backbone_arg(config, W.b2n_backbone(w.dataset, w.shot)),
-        settings=lambda w: tune_settings(frames=config["b2n"]["frames"]),
-        method=config["b2n"]["method"],
-    threads: res("tune", "threads", 4)
-    resources:
-        **TUNE_RESOURCES,
-    conda:
-        "../../environment.yml"
-    shell:
-        "zar tune --embeddings {input.embeddings} --classes {input.classes} --backbone {params.backbone}"
-        " --method {params.method} --out {output.summary} --label {wildcards.dataset}/b2n/s{wildcards.shot}/{wildcards.subset}"
-        " {params.settings} > {log} 2>&1"
+        p=tune_params("b2n"),

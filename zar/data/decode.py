@@ -94,6 +94,7 @@ def decode_all(entries: list[ListEntry], root: Path, *, short_side: int = 256, w
     manifest = root / "decode_manifest.csv"
     rows = read_manifest(manifest)
     download = read_manifest(root / "download_manifest.csv")
+    made = synthetic_rows(root, short_side)
     todo = []
     for e in entries:
         why = entry_problem(e)
@@ -102,6 +103,8 @@ def decode_all(entries: list[ListEntry], root: Path, *, short_side: int = 256, w
             rows[e.video_id] = {"video_id": e.video_id, "path": e.path, "status": "missing", "reason": why}
         elif old and old.get("status") == "ok" and output_path(root, e.path).exists():
             continue
+        elif e.video_id in made and download.get(e.video_id, {}).get("source") == "synthetic":
+            rows[e.video_id] = made[e.video_id]
         else:
             todo.append(e)
     log.info("%d of %d listed videos to normalise", len(todo), len(entries))
@@ -135,6 +138,34 @@ def decode_all(entries: list[ListEntry], root: Path, *, short_side: int = 256, w
             raise
     write_manifest(manifest, rows, DECODE_COLUMNS)
     return rows
+
+
+def synthetic_rows(root: Path, short_side: int) -> dict[str, dict]:
+    """Manifest rows of the demo's generated videos: `zar download --source synthetic` writes
+    them in this normalised form already (same codec settings), so there is nothing to decode;
+    only videos whose short side fits ``short_side`` qualify (decoding never scales up)."""
+    from zar.demo import SYNTHETIC_MANIFEST
+
+    path = root / SYNTHETIC_MANIFEST
+    if not path.is_file():
+        return {}
+    out = {}
+    for r in read_manifest_rows(path):
+        w, h = int(r["width"]), int(r["height"])
+        if min(w, h) > short_side or not (root / r["output"]).is_file():
+            continue
+        out[r["video_id"]] = {"video_id": r["video_id"], "path": r["path"], "status": "ok", "reason": "",
+                              "src_fps": float(r["fps"]), "src_frames": int(r["num_frames"]), "src_codec": "h264",
+                              "src_width": w, "src_height": h, "frames": int(r["num_frames"]), "fps": float(r["fps"]),
+                              "width": w, "height": h, "output": r["output"], "seconds": 0.0}
+    return out
+
+
+def read_manifest_rows(path: Path) -> list[dict[str, str]]:
+    import csv
+
+    with open(path, newline="", encoding="utf-8") as f:
+        return list(csv.DictReader(f))
 
 
 # ----------------------------------------------------------------------------- one video

@@ -32,9 +32,12 @@ CHECKPOINT_SECONDS = 60.0
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dataset", required=True, choices=DATASETS, help="which dataset")
-    p.add_argument("--source", choices=("youtube", "cvdf", "official"),
+    p.add_argument("--source", choices=("youtube", "cvdf", "official", "synthetic"),
                    help="where videos come from: Kinetics 'cvdf' (default) or 'youtube'; "
-                        "UCF101/HMDB51 'official' (default)")
+                        "UCF101/HMDB51 'official' (default); 'synthetic': the demo's generated videos "
+                        "(--demo-config), written straight in the normalised form of `zar decode`")
+    p.add_argument("--demo-config", metavar="FILE",
+                   help="synthetic source: YAML overriding the demo dataset settings (zar.demo.DemoConfig)")
     p.add_argument("--root", help="dataset folder (default data/<dataset>)")
     p.add_argument("--list", action="append", default=[], metavar="CSV",
                    help="video list(s) to fetch (shared video-list format; repeatable). "
@@ -60,6 +63,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     ds = args.dataset
     root = Path(args.root or f"data/{ds}")
+    if args.source == "synthetic":
+        from zar.demo import load_config, write_videos
+
+        write_videos(load_config(args.demo_config), ds, root)
+        print(f"{ds}: synthetic videos and manifest under {root}")
+        return 0
     kinetic = ds in ("k400", "k600")
     source = args.source or ("cvdf" if kinetic else "official")
     if kinetic == (source == "official"):

@@ -24,6 +24,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                        help="download source files missing from --sources into CACHE (default: "
                             f"{DEFAULT_FETCH_DIR}) from raw.githubusercontent.com at the pinned "
                             "commits; each must match its pinned sha256")
+        if name == "build":
+            p.add_argument("--builder", choices=("reference", "demo"), default="reference",
+                           help="reference (default): the published files; demo: the synthetic demo's "
+                                "splits (--demo-config)")
+            p.add_argument("--demo-config", default=None, metavar="FILE",
+                           help="demo builder: YAML overriding the demo dataset settings")
         if name == "audit":
             p.add_argument("--expect", choices=("reference", "demo"), default="reference",
                            help="reference (default): the published splits with their official counts "
@@ -33,9 +39,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     if args.action == "build":
-        from zar.splits.build import build
+        if args.builder == "demo":
+            from pathlib import Path
 
-        files = build(args.sources, args.splits, args.fetch)
+            from zar.demo import load_config, write_splits
+
+            files = write_splits(load_config(args.demo_config), Path(args.splits))
+        else:
+            from zar.splits.build import build
+
+            files = build(args.sources, args.splits, args.fetch)
         print(f"zar splits build: {len(files)} files in {args.splits}")
         return 0
     from zar.splits.audit import audit, audit_generic

@@ -38,6 +38,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="continue from the newest state file in OUT/state (start afresh if there is none)")
     p.add_argument("--micro-batch", type=int, default=None,
                    help="clips per process per forward pass (overrides the recipe; changes only the float summation order)")
+    p.add_argument("--frames", type=int, default=None,
+                   help="frames per training clip (overrides the recipe; the K400 and b2n recipes use 16)")
     p.add_argument("--workers", type=int, default=None, help="data-loading worker processes per process")
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     p.add_argument("--stop-after-epoch", type=int, default=None,
@@ -54,6 +56,8 @@ def run(args: argparse.Namespace) -> int:
         changes["micro_batch"] = args.micro_batch
     if args.workers is not None:
         changes["num_workers"] = args.workers
+    if args.frames is not None:
+        changes["frames"] = args.frames
     if changes:
         recipe = dataclasses.replace(recipe, **changes)
     job = TrainJob(videos=args.videos, classes=args.classes, root=args.root, out=args.out, recipe=recipe,

@@ -20,7 +20,7 @@ def bench_step(backbone: str, micro: int, frames: int, classes: int, steps: int,
 
     from zar.backbone import build_model, parse_spec, register_configs
     from zar.train.augment import soft_cross_entropy, soft_targets
-    from zar.train.loop import VideoCLIP, _autocast
+    from zar.train.loop import VideoCLIP, _autocast, trainable_parameters
 
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     spec = parse_spec(backbone)
@@ -29,7 +29,7 @@ def bench_step(backbone: str, micro: int, frames: int, classes: int, steps: int,
     register_configs()
     tokens = open_clip.get_tokenizer(spec.arch)([f"a photo of a class number {i}." for i in range(classes)]).to(dev)
     net = VideoCLIP(clip)
-    opt = torch.optim.AdamW(clip.parameters(), lr=1e-6, betas=(0.9, 0.98), weight_decay=0.001)
+    opt = torch.optim.AdamW(trainable_parameters(clip), lr=1e-6, betas=(0.9, 0.98), weight_decay=0.001)
     x = torch.randn(micro, frames, 3, pre.image_size, pre.image_size, device=dev)
     y = soft_targets(torch.randint(classes, (micro,), device=dev), classes, 0.1)
     times = []

@@ -3,6 +3,8 @@
 Loss: cross-entropy between the video embedding (mean of the frame embeddings,
 L2-normalised) and the L2-normalised text embeddings of all training-class prompts,
 scaled by the trainable ``exp(logit_scale)``, against smoothed and mixed soft targets.
+Trained: every parameter but the token-embedding table, on timm's cosine schedule, both
+exactly as ViFi-CLIP's trainer does (``trainable_parameters``, ``make_scheduler``).
 The global batch is ``micro x processes x accumulation``; each micro-batch's summed loss
 is scaled by ``processes / batch`` so that DDP's gradient average gives the mean over the
 global batch, whatever the split.
@@ -99,13 +101,49 @@ class VideoCLIP(torch.nn.Module):
         return self.clip.logit_scale.exp() * video @ text.t()
 
 
-def lr_at(step: int, total: int, warmup: int, lr: float, min_ratio: float) -> float:
-    """Linear warm-up over ``warmup`` steps (the first update already moves), then cosine to lr * min_ratio."""
-    if step < warmup:
-        return lr * (step + 1) / warmup
-    lo = lr * min_ratio
-    progress_ = (step - warmup) / max(total - warmup, 1)
-    return lo + 0.5 * (lr - lo) * (1.0 + math.cos(math.pi * progress_))
+def frozen_parameters(clip: torch.nn.Module) -> list[torch.nn.Parameter]:
+    """The parameters ViFi-CLIP does not train: the token-embedding table.
+
+    ViFi-CLIP computes its prompts' token embeddings once into a buffer, so the word table
+    never changes; both towers, the projections, the positional embeddings and
+    ``logit_scale`` are trained (PROTOCOL §4).
+    """
+    owner = getattr(clip, "text", None) if getattr(clip, "token_embedding", None) is None else clip
+    table = getattr(owner, "token_embedding", None)
+    if table is None:
+        raise UserError(f"{type(clip).__name__}: no token embedding table found to freeze")
+    return list(table.parameters())
+
+
+def trainable_parameters(clip: torch.nn.Module) -> list[torch.nn.Parameter]:
+    """Every parameter but the token-embedding table (which is set to ``requires_grad=False``)."""
+    frozen = {id(p) for p in frozen_parameters(clip)}
+    for p in clip.parameters():
+        p.requires_grad_(id(p) not in frozen)
+    return [p for p in clip.parameters() if p.requires_grad]
+
+
+def make_scheduler(opt: torch.optim.Optimizer, total: int, warmup: int, recipe: Recipe):
+    """ViFi-CLIP's schedule: timm's cosine over all ``total`` optimizer steps, to lr * min_lr_ratio,
+    after a linear warm-up from 0 over ``warmup`` steps (the cosine does not restart after it)."""
+    from timm.scheduler import CosineLRScheduler
+
+    return CosineLRScheduler(opt, t_initial=total, lr_min=recipe.lr * recipe.min_lr_ratio, warmup_lr_init=0.0,
+                             warmup_t=warmup, cycle_limit=1, t_in_epochs=False)
+
+
+def set_step_lr(scheduler, step: int) -> float:
+    """Put the learning rate of optimizer step ``step`` (0-based) into the optimizer; return it.
+
+    As in ViFi-CLIP's trainer, the scheduler is updated after each step with that step's
+    index, so step ``s`` runs at the schedule's value for ``s - 1`` and step 0 at the value
+    the scheduler starts with (``warmup_lr_init`` = 0 when there is a warm-up).
+    """
+    if step == 0:
+        scheduler.update_groups(scheduler.warmup_lr_init if scheduler.warmup_t else scheduler.base_values)
+    else:
+        scheduler.step_update(step - 1)
+    return float(scheduler.optimizer.param_groups[0]["lr"])
 
 
 def _autocast(device: torch.device, precision: str):
@@ -205,7 +243,7 @@ def _train(job: TrainJob, d: Dist) -> int:
     if spe == 0:
         raise UserError(f"{job.videos}: {len(items)} videos, fewer than one global batch of {recipe.batch_size}")
     total = spe * recipe.epochs
-    warmup = int(round(recipe.warmup_epochs * spe))
+    warmup = int(recipe.warmup_epochs * spe)  # as ViFi-CLIP: int(WARMUP_EPOCHS * steps per epoch)
     fingerprint = _fingerprint(job, recipe, spec)
 
     # the same initial weights on every process, then a different RNG stream per process
@@ -227,9 +265,10 @@ def _train(job: TrainJob, d: Dist) -> int:
     if d.world > 1:
         net = torch.nn.parallel.DistributedDataParallel(
             net, device_ids=[d.device.index] if d.device.type == "cuda" else None, broadcast_buffers=False)
-    opt = torch.optim.AdamW(clip.parameters(), lr=recipe.lr, betas=tuple(recipe.betas), eps=recipe.eps,
+    opt = torch.optim.AdamW(trainable_parameters(clip), lr=recipe.lr, betas=tuple(recipe.betas), eps=recipe.eps,
                             weight_decay=recipe.weight_decay)
     scaler = torch.amp.GradScaler("cuda", enabled=d.device.type == "cuda" and recipe.precision == "fp16")
+    scheduler = make_scheduler(opt, total, warmup, recipe)
 
     start, skipped_base = 0, {}
     states = ck.list_states(out) if job.resume else []
@@ -297,9 +336,7 @@ def _train(job: TrainJob, d: Dist) -> int:
                                every=recipe.log_every) if d.main else steps):
                 g = epoch * spe + s
                 t0 = time.perf_counter()
-                lr = lr_at(g, total, warmup, recipe.lr, recipe.min_lr_ratio)
-                for pg in opt.param_groups:
-                    pg["lr"] = lr
+                lr = set_step_lr(scheduler, g)
                 loss_sum = torch.zeros((), device=d.device)
                 step_skips: list = []
                 for a in range(layout.accum):
@@ -359,6 +396,7 @@ def _train(job: TrainJob, d: Dist) -> int:
     if d.main:
         meta = {
             "arch": spec.arch, "quick_gelu": _uses_quick_gelu(clip), "format": "zar-backbone/1",
+            "preprocess": pre.to_dict(),
             "init": spec.to_dict(), "recipe": recipe.to_dict(), "epochs": recipe.epochs, "steps": total,
             "videos": {"path": str(job.videos), "sha256": fingerprint["videos_sha256"], "count": len(items)},
             "classes": {"path": str(job.classes), "sha256": fingerprint["classes_sha256"], "count": len(classes)},

@@ -23,8 +23,8 @@ class Recipe:
     # --- optimisation (PROTOCOL §4: AdamW betas 0.9/0.98, wd 0.001, cosine to lr/100, 5 warm-up epochs)
     epochs: int = 10
     lr: float = 8e-6
-    min_lr_ratio: float = 0.01  # the cosine ends at lr * min_lr_ratio
-    warmup_epochs: float = 5.0  # linear warm-up, in epochs (fractions allowed)
+    min_lr_ratio: float = 0.01  # the cosine ends at lr * min_lr_ratio (timm CosineLRScheduler, as ViFi-CLIP)
+    warmup_epochs: float = 5.0  # linear warm-up from 0, in epochs (int(warmup_epochs * steps per epoch) steps)
     weight_decay: float = 0.001  # on every parameter, as ViFi-CLIP does
     betas: tuple[float, float] = (0.9, 0.98)
     eps: float = 1e-8
@@ -96,9 +96,9 @@ class Recipe:
 PRESETS: dict[str, dict[str, Any]] = {
     # PROTOCOL §4: the "+ K400" fine-tuning.
     "k400": {},
-    # PROTOCOL §5: 16 shots of the base classes, ViFi-CLIP's base-to-novel recipe. Frames = 8,
-    # the T of the base-to-novel evaluation (our choice; ViFi-CLIP trains with 32).
-    "b2n": {"name": "b2n", "epochs": 11, "lr": 2e-6, "batch_size": 64, "frames": 8},
+    # PROTOCOL §4-5: 16 shots of the base classes, ViFi-CLIP's base-to-novel recipe, with the
+    # K400 recipe's clip length (16 frames, our choice; ViFi-CLIP trains with 32).
+    "b2n": {"name": "b2n", "epochs": 11, "lr": 2e-6, "batch_size": 64},
     # The demo and the tests: the tiny model trained from scratch needs a far higher lr than
     # fine-tuning (but 5e-4 and more make it collapse to uniform predictions on the synthetic
     # data), and learns faster without mixing.

@@ -109,7 +109,7 @@ def import_vifi(ckpt: str | Path, out: str | Path, base: str = "vitb16_openai") 
     """Write ``out/model.safetensors`` + ``out/model.json``; return the import report."""
     import open_clip
 
-    from zar.backbone import _auto_quick_gelu, build_model, parse_spec, register_configs
+    from zar.backbone import IMAGENET_MEAN, IMAGENET_STD, _auto_quick_gelu, build_model, parse_spec, register_configs
 
     spec = parse_spec(base)
     register_configs()
@@ -143,6 +143,10 @@ def import_vifi(ckpt: str | Path, out: str | Path, base: str = "vitb16_openai") 
         raise UserError(f"{ckpt}: internal error: the mapped weights do not load into {spec.arch} ({result})")
     report = {"filled_from_base": filled, "ignored_extras": extras, "unused": unmapped + stray}
     meta = {"arch": spec.arch, "quick_gelu": quick, "format": "zar-backbone/1",
+            # ViFi-CLIP trained these weights on 32-frame clips with ImageNet statistics and
+            # bilinear resizing: zar evaluates them with that preprocessing
+            "preprocess": {"mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD), "interpolation": "bilinear"},
+            "train_frames": 32,
             "source": {"kind": "vifi-clip", "path": str(ckpt), "sha256": sha256_file(ckpt)},
             "base": spec.to_dict(), **report, "provenance": provenance()}
     write_backbone(Path(out), state, meta)

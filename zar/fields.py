@@ -1,0 +1,134 @@
+"""Settings as typed dataclass fields with their rules: one source for the command line,
+the result files and the workflow's config schema.
+
+A setting is declared with :func:`setting` (default, JSON-schema type and bounds, a
+description); :func:`check` validates an instance (called from ``__post_init__``) and
+refuses a bad value in one line naming the key, the value and what is allowed;
+:func:`json_schema` writes the same rules as a JSON schema (the workflow's schema embeds
+it, and a test keeps the two equal).
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any
+
+from zar.utils import UserError
+
+_TYPES = ("integer", "number", "string", "boolean", "array")
+
+
+def setting(default: Any, type: str, description: str, *, nullable: bool = False, items: dict | None = None,
+            allowed: str | None = None, **rules: Any) -> Any:
+    """A dataclass field with its rules (``minimum``, ``exclusiveMinimum``, ``maximum``, ``enum``,
+    ``minItems``, ``uniqueItems``, ``pattern``); lists and tuples take ``items`` rules.
+    ``allowed`` words the rules for error messages where the generated wording is obscure."""
+    if type not in _TYPES:
+        raise ValueError(f"unknown setting type {type!r}")
+    meta = {"type": type, "description": description, "nullable": nullable, "items": items, "rules": rules,
+            "allowed": allowed}
+    if isinstance(default, (list, tuple)):
+        return dataclasses.field(default_factory=lambda: tuple(default), metadata={"zar": meta})
+    return dataclasses.field(default=default, metadata={"zar": meta})
+
+
+def _describe(meta: dict) -> str:
+    """What is allowed, in words: 'an integer >= 1', 'one of 1, 3, 5, 9', ..."""
+    kinds = {"integer": "an integer", "number": "a finite number", "string": "a string", "boolean": "true or false",
+             "array": "a list"}
+    r = meta["rules"]
+    if meta.get("allowed"):
+        return meta["allowed"]
+    if "enum" in r:
+        text = "one of " + ", ".join(map(str, r["enum"]))
+    else:
+        text = kinds[meta["type"]]
+        if meta["type"] == "array" and meta["items"]:
+            text += " of " + _describe({"type": meta["items"]["type"], "rules": {k: v for k, v in meta["items"].items()
+                                                                               if k != "type"},
+                                        "items": None, "nullable": False}).replace("an integer", "integers")
+        bounds = [f">= {r['minimum']}" if "minimum" in r else "", f"> {r['exclusiveMinimum']}"
+                  if "exclusiveMinimum" in r else "", f"<= {r['maximum']}" if "maximum" in r else ""]
+        bounds = [b for b in bounds if b]
+        if bounds:
+            text += " " + " and ".join(bounds)
+        if r.get("minItems"):
+            text += f", at least {r['minItems']} item{'s' if r['minItems'] > 1 else ''}"
+        if r.get("uniqueItems"):
+            text += ", no repeats"
+        if "pattern" in r:
+            text += f" matching {r['pattern']!r}"
+    return text + (" (or null)" if meta.get("nullable") else "")
+
+
+def _problem(value: Any, meta: dict) -> bool:
+    """True when ``value`` breaks the rules of ``meta``."""
+    import re
+
+    if value is None:
+        return not meta.get("nullable")
+    typ, r = meta["type"], meta["rules"]
+    if typ == "integer" and (isinstance(value, bool) or not isinstance(value, int)):
+        return True
+    if typ == "number" and (isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value)):
+        return True
+    if typ == "string" and not isinstance(value, str):
+        return True
+    if typ == "boolean" and not isinstance(value, bool):
+        return True
+    if typ == "array":
+        if not isinstance(value, (list, tuple)):
+            return True
+        if len(value) < r.get("minItems", 0) or (r.get("uniqueItems") and len(set(value)) != len(value)):
+            return True
+        item_meta = {"type": meta["items"]["type"], "rules": {k: v for k, v in meta["items"].items() if k != "type"},
+                     "items": None}
+        return any(_problem(v, item_meta) for v in value)
+    if "enum" in r and value not in r["enum"]:
+        return True
+    if "minimum" in r and value < r["minimum"]:
+        return True
+    if "exclusiveMinimum" in r and value <= r["exclusiveMinimum"]:
+        return True
+    if "maximum" in r and value > r["maximum"]:
+        return True
+    if "pattern" in r and not re.fullmatch(r["pattern"], value):
+        return True
+    return False
+
+
+def settings_fields(cls) -> dict[str, dict]:
+    return {f.name: f.metadata["zar"] for f in dataclasses.fields(cls) if "zar" in f.metadata}
+
+
+def check(obj: Any, section: str) -> None:
+    """Refuse the first setting of ``obj`` that breaks its rules (one line, key = value: allowed)."""
+    for name, meta in settings_fields(type(obj)).items():
+        value = getattr(obj, name)
+        if _problem(value, meta):
+            raise UserError(f"setting {section}.{name} = {value!r}: must be {_describe(meta)}")
+
+
+def bad_value(section: str, name: str, value: Any, allowed: str) -> UserError:
+    """The error for a value that passes the field rules but not a rule across fields."""
+    return UserError(f"setting {section}.{name} = {value!r}: {allowed}")
+
+
+def json_schema(cls) -> dict[str, Any]:
+    """A JSON schema (object, ``additionalProperties: false``) for the settings of ``cls``."""
+    props: dict[str, Any] = {}
+    for f in dataclasses.fields(cls):
+        meta = f.metadata.get("zar")
+        if meta is None:
+            continue
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        prop: dict[str, Any] = {"description": meta["description"]}
+        typ = meta["type"]
+        prop["type"] = [typ, "null"] if meta["nullable"] else typ
+        prop.update(meta["rules"])
+        if typ == "array":
+            prop["items"] = dict(meta["items"])
+            default = list(default)
+        prop["default"] = default
+        props[f.name] = prop
+    return {"type": "object", "additionalProperties": False, "properties": props}
