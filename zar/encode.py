@@ -71,31 +71,39 @@ def prepare_video(row: VideoRow, cfg: V.ViewConfig, pre: Preprocess, backend: st
     """Read and resize the frames one video needs (runs in a reader worker).
 
     Returns ``{"video_id", "plan", "view_frames" (U,3,h,w) uint8 at the view short side,
-    "infer_frames" (T,3,S,S) uint8 centre crops}``, or ``{"video_id", "error"}``.
+    "infer_frames" (T,3,S,S) uint8 centre crops, "num_frames", "fps", "partial",
+    "frames_read", "frames_declared"}``, or ``{"video_id", "error"}``. ``partial`` is True
+    when the file is damaged or truncated: the views then cover the ``frames_read`` frames
+    that decode, of ``frames_declared`` the container announces (None: it gives no count).
+    Sources larger than the view short side are scaled down by the decoder (memory does not
+    grow with the source resolution); smaller ones are read as they are.
     """
     holder: dict[str, FramePlan] = {}
+    short = cfg.view_short_side(pre.image_size)
 
     def indices_fn(info: VideoInfo):
         holder["plan"] = FramePlan.make(info.num_frames, cfg, row.video_id)
         return holder["plan"].read_indices()
 
     try:
-        frames, info = read_video(row.path, indices_fn, backend=backend, timeout=timeout)
+        frames, info = read_video(row.path, indices_fn, backend=backend, timeout=timeout, max_short_side=short)
     except VideoDecodeError as e:
         return {"video_id": row.video_id, "error": e.reason}
     plan = holder["plan"]
     if info.num_frames != plan.num_frames:  # the reader found fewer frames than the header said
         plan = FramePlan.make(info.num_frames, cfg, row.video_id)
         try:
-            frames, info = read_video(row.path, lambda _i: plan.read_indices(), backend=backend, timeout=timeout)
+            frames, info = read_video(row.path, lambda _i: plan.read_indices(), backend=backend, timeout=timeout,
+                                      max_short_side=short)
         except VideoDecodeError as e:
             return {"video_id": row.video_id, "error": e.reason}
     t = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2)  # N,3,H,W uint8
     nv = len(plan.view_frames)
-    view_frames = _resize_short(t[:nv], cfg.view_short_side(pre.image_size))
+    view_frames = _resize_short(t[:nv], short)
     infer = _crop(_resize_short(t[nv:], pre.image_size), pre.image_size, "center").contiguous()
     return {"video_id": row.video_id, "plan": plan, "view_frames": view_frames.contiguous(),
-            "infer_frames": infer, "num_frames": info.num_frames, "fps": info.fps}
+            "infer_frames": infer, "num_frames": info.num_frames, "fps": info.fps,
+            "partial": bool(info.partial), "frames_read": info.num_frames, "frames_declared": info.declared_frames}
 
 
 class VideoEncoder:
@@ -183,22 +191,24 @@ def iter_prepared(rows: list[VideoRow], cfg: V.ViewConfig, pre: Preprocess, back
 
 # ----------------------------------------------------------------------------- the cache
 def save_cache(path: str | Path, data: dict[str, Any]) -> None:
-    from zar.utils import atomic_path
+    """Write an embedding cache (or part file) atomically, with a checksum of its content."""
+    from zar import integrity
 
-    with atomic_path(path) as tmp:
-        torch.save(data, tmp)
+    integrity.save(path, data)
 
 
 def load_cache(path: str | Path) -> dict[str, Any]:
-    """Load an embedding cache (tensors and plain values only: ``weights_only=True``)."""
+    """Load an embedding cache (tensors and plain values only: ``weights_only=True``) and
+    verify its content checksum; a corrupt or unverifiable cache is a UserError naming it."""
+    from zar import integrity
     from zar.utils import UserError
 
     try:
-        data = torch.load(path, map_location="cpu", weights_only=True)
+        data = integrity.load(path, "embedding cache")
     except FileNotFoundError:
         raise UserError(f"{path}: embedding cache not found (run `zar encode` first)") from None
-    except Exception as e:
-        raise UserError(f"{path}: not a readable embedding cache ({type(e).__name__}: {e})") from None
+    except integrity.IntegrityError as e:
+        raise UserError(f"{e}; delete it and run `zar encode` again") from None
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise UserError(f"{path}: not a {FORMAT} file")
     return data
@@ -336,19 +346,29 @@ def _empty_part() -> dict[str, list]:
 
 
 def _save_part(parts_dir: Path, index: int, header: dict, buf: dict[str, list]) -> None:
+    """Write chunk ``index`` (or the next number no file has: never over a kept chunk)."""
+    while (parts_dir / f"part_{index:05d}.pt").exists():
+        index += 1
     save_cache(parts_dir / f"part_{index:05d}.pt", {**header, "part": buf})
 
 
 def _load_parts(parts_dir: Path, header: dict) -> list[dict[str, list]]:
-    """Chunks a crashed run already wrote (only those made with the same settings)."""
+    """Chunks a crashed run already wrote (only those made with the same settings and whose
+    content checksum holds: a corrupt chunk is ignored, so its videos are encoded again)."""
+    from zar import integrity
+
     parts = []
     for f in sorted(parts_dir.glob("part_*.pt")) if parts_dir.exists() else []:
         try:
-            data = torch.load(f, map_location="cpu", weights_only=True)
-        except Exception as e:
-            log.warning("ignoring unreadable chunk %s (%s)", f, e)
+            data = integrity.load(f, "encode part file")
+        except integrity.IntegrityError as e:
+            log.warning("removing corrupt chunk %s, its videos are encoded again: %s", f, e)
+            f.unlink(missing_ok=True)
             continue
-        if any(data.get(k) != v for k, v in header.items()):
+        except OSError as e:
+            log.warning("ignoring unreadable chunk %s, its videos are encoded again: %s", f, e)
+            continue
+        if not isinstance(data, dict) or any(data.get(k) != v for k, v in header.items()):
             log.warning("ignoring chunk %s written with other settings", f)
             continue
         parts.append(data["part"])
