@@ -29,7 +29,12 @@ FORMAT = "zar-checked/1"
 
 
 class IntegrityError(UserError):
-    """A file's content does not match the checksum stored with it (or it has none)."""
+    """A file's content does not match the checksum stored with it (``corrupt``), or it has
+    none (an older or foreign file) or cannot be read."""
+
+    def __init__(self, message: str, corrupt: bool = False):
+        super().__init__(message)
+        self.corrupt = corrupt
 
 
 def digest(obj: Any) -> str:
@@ -96,10 +101,10 @@ def unwrap(path: str | os.PathLike, data: Any, what: str) -> Any:
     try:
         actual = digest(data["payload"])
     except TypeError as e:
-        raise IntegrityError(f"{path}: corrupt {what}: {e}") from None
+        raise IntegrityError(f"{path}: corrupt {what}: {e}", corrupt=True) from None
     if actual != stored:
         raise IntegrityError(f"{path}: corrupt {what}: its content does not match the checksum stored "
-                             f"with it (stored sha256 {stored}, content {actual})")
+                             f"with it (stored sha256 {stored}, content {actual})", corrupt=True)
     return data["payload"]
 
 

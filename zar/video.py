@@ -160,10 +160,6 @@ class _Probe:
     partial: str | None = None  # why the file reads short (None: complete)
     seek_problem: str | None = None  # why a seeking decoder would not return exact frames
 
-    @property
-    def coded_size(self) -> tuple[int, int]:
-        return (self.height, self.width) if self.rotation % 2 else (self.width, self.height)
-
 
 def _probe(path: str) -> _Probe:
     import av

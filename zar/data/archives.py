@@ -196,8 +196,8 @@ def extract(path: str | os.PathLike, dest: str | os.PathLike) -> list[Path]:
         _remove(dest, created)
         if is_disk_full(e):
             raise UserError(f"no space left on device while extracting {path} into {dest}") from None
-        if isinstance(e, OSError):
-            raise UserError(f"{path}: extraction failed ({e}); nothing kept") from None
+        if isinstance(e, Exception) and not isinstance(e, UserError):  # damaged data: zipfile, tarfile, zlib...
+            raise UserError(f"{path}: extraction failed ({type(e).__name__}: {e}); nothing kept") from None
         raise
 
 

@@ -82,7 +82,9 @@ def load_state(path: str | Path) -> dict[str, Any]:
         state = torch.load(path, map_location="cpu", weights_only=True)
         state = integrity.unwrap(path, state, "`zar train` state file")
     except integrity.IntegrityError as e:
-        raise UserError(f"{e}; delete it to resume from the state file before it") from None
+        if e.corrupt:
+            raise UserError(f"{e}; delete it to resume from the state file before it") from None
+        raise
     except FileNotFoundError:
         raise UserError(f"{path}: file not found") from None
     except pickle.UnpicklingError as e:
