@@ -303,6 +303,30 @@ def test_every_torch_load_is_weights_only():
         assert "weights_only=False" not in f.read_text(encoding="utf-8"), f
 
 
+def test_the_content_digest_sees_values_dtypes_shapes_and_structure():
+    from zar.integrity import digest
+
+    base = {"a": torch.arange(6, dtype=torch.float32), "b": [1, 2.5, None, "s", True], 3: (1, 2)}
+    d = digest(base)
+    assert digest(dict(reversed(list(base.items())))) == d  # key order does not matter
+    buf = io.BytesIO()
+    torch.save(base, buf)
+    buf.seek(0)
+    assert digest(torch.load(buf, weights_only=True)) == d  # survives a round trip
+    variants = [
+        {**base, "a": torch.arange(6, dtype=torch.float32).reshape(2, 3)},
+        {**base, "a": torch.arange(6, dtype=torch.float64)},
+        {**base, "a": torch.tensor([0, 1, 2, 3, 4, 5.0001])},
+        {**base, "b": [1, 2.5, None, "s", 1]},  # True and 1 differ
+        {**base, "b": (1, 2.5, None, "s", True)},  # a tuple is not a list
+        {**base, "c": None},
+        {k: v for k, v in base.items() if k != 3},
+    ]
+    assert len({digest(v) for v in variants} | {d}) == len(variants) + 1
+    with pytest.raises(TypeError):
+        digest({"x": object()})
+
+
 def test_a_pickled_object_in_an_embedding_cache_is_refused_and_never_run(tmp_path):
     from zar.encode import load_cache
 
@@ -357,6 +381,24 @@ def test_a_full_disk_is_a_one_line_error_and_leaves_nothing(tmp_path, monkeypatc
             write(path)
         assert str(e.value) == f"no space left on device while writing {path}"
     assert not [p for p in out.rglob("*") if p.is_file()]  # no final file, no temporary left
+
+
+def test_a_full_disk_stops_downloads_and_extraction_at_once(tmp_path, monkeypatch):
+    import zar.data.archives as archives
+    import zar.data.fetch as fetch
+
+    with LocalServer() as srv:
+        srv.files["/f.bin"] = b"x" * 10000
+        monkeypatch.setattr(fetch, "open", _FullDisk, raising=False)
+        with pytest.raises(UserError, match="^no space left on device while writing .*f.bin.part$"):
+            fetch.http_download(srv.url("/f.bin"), tmp_path / "f.bin", retries=3, backoff=0.01)
+        assert len(srv.gets("/f.bin")) == 1  # not retried: it cannot help
+    a = tmp_path / "a.zip"
+    a.write_bytes(_zip([("x/one.txt", b"1"), ("x/two.txt", b"2")]))
+    monkeypatch.setattr(archives, "open", _FullDisk, raising=False)
+    with pytest.raises(UserError, match="^no space left on device while extracting"):
+        archives.extract(a, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
 
 
 def test_encode_on_a_full_disk_says_so_in_one_line(videos, monkeypatch, capsys):
