@@ -62,7 +62,6 @@ from __future__ import annotations
 import atexit
 import dataclasses
 import logging
-import math
 import os
 import signal
 import socket
