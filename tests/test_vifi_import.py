@@ -185,6 +185,7 @@ def test_checkpoint_with_an_arbitrary_object_is_refused(tmp_path, base_dir, caps
     assert main(["import-vifi", str(ckpt), "--out", str(tmp_path / "out"), "--base", str(base_dir)]) == 2
     err = capsys.readouterr().err
     assert "refused" in err and "pathlib" in err and "evil.pth" in err
+    assert "weights_only=False" not in err  # no advice to run the file's code
     assert not marker.exists() and not (tmp_path / "out").exists()
 
 

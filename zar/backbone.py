@@ -108,15 +108,24 @@ def parse_spec(value: str | dict | BackboneSpec) -> BackboneSpec:
     )
 
 
-def checkpoint_spec(weights: Path) -> BackboneSpec:
-    meta_path = weights.with_suffix(".json")
+def checkpoint_meta(weights: Path) -> dict[str, Any]:
+    """The ``.json`` beside a zar checkpoint (architecture, activation, weights' sha256)."""
+    meta_path = Path(weights).with_suffix(".json")
     if not meta_path.is_file():
         raise UserError(f"{weights}: no {meta_path.name} beside it saying which architecture it is")
-    with open(meta_path) as f:
-        meta = json.load(f)
-    if "arch" not in meta:
+    try:
+        with open(meta_path, encoding="utf-8") as f:
+            meta = json.load(f)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise UserError(f"{meta_path}: not readable JSON ({e})") from None
+    if not isinstance(meta, dict) or "arch" not in meta:
         raise UserError(f"{meta_path}: no 'arch' key")
-    return BackboneSpec(meta["arch"], str(weights), bool(meta.get("quick_gelu", False)))
+    return meta
+
+
+def checkpoint_spec(weights: Path) -> BackboneSpec:
+    meta = checkpoint_meta(weights)
+    return BackboneSpec(str(meta["arch"]), str(weights), bool(meta.get("quick_gelu", False)))
 
 
 def backbone_meta(spec: BackboneSpec) -> dict[str, Any]:
@@ -307,7 +316,11 @@ def build_model(spec: BackboneSpec | str | dict, device: str | torch.device = "c
             torch.manual_seed(0)
             model = open_clip.create_model(spec.arch, pretrained=None, force_quick_gelu=quick)
     else:
-        model = open_clip.create_model(spec.arch, pretrained=weights, force_quick_gelu=quick)
+        try:
+            model = open_clip.create_model(spec.arch, pretrained=weights, force_quick_gelu=quick)
+        except Exception as e:  # a damaged or foreign weights file: one line, not a traceback
+            raise UserError(f"{weights}: cannot load as {spec.arch} weights ({type(e).__name__}: "
+                            f"{_first_line(e)})") from None
     model = model.to(device).eval()
     size = model.visual.image_size
     size = size[0] if isinstance(size, (tuple, list)) else int(size)
@@ -316,17 +329,41 @@ def build_model(spec: BackboneSpec | str | dict, device: str | torch.device = "c
 
 
 def load_checkpoint_weights(model: torch.nn.Module, path: str) -> None:
-    """Load a zar checkpoint's weights (safetensors: no code can be unpickled)."""
+    """Load a zar checkpoint's weights (safetensors: no code can be unpickled), after checking
+    the file's sha256 against the ``weights_sha256`` its ``.json`` records."""
     from safetensors.torch import load_file
 
+    from zar.utils import sha256_file
+
+    expected = checkpoint_meta(Path(path)).get("weights_sha256")
+    if expected is None:
+        log.warning("%s: its .json records no weights_sha256 (written by an older zar): not verified", path)
+    else:
+        try:
+            actual = sha256_file(path)
+        except OSError as e:
+            raise UserError(f"{path}: cannot read ({e.strerror})") from None
+        if actual != expected:
+            raise UserError(f"{path}: corrupt backbone weights: sha256 {actual}, but "
+                            f"{Path(path).with_suffix('.json').name} records {expected}")
     try:
         state = load_file(path)
     except Exception as e:
-        raise UserError(f"{path}: cannot read as safetensors ({e})") from None
+        raise UserError(f"{path}: cannot read as safetensors ({_first_line(e)})") from None
+    want = model.state_dict()
+    bad = [f"{k}: file {tuple(v.shape)} vs model {tuple(want[k].shape)}"
+           for k, v in state.items() if k in want and tuple(v.shape) != tuple(want[k].shape)]
+    if bad:
+        raise UserError(f"{path}: weights do not fit the architecture ({len(bad)} shapes differ, e.g. {bad[0]})")
     missing, unexpected = model.load_state_dict(state, strict=False)
     missing = [k for k in missing if k != "attn_mask"]
     if missing or unexpected:
         raise UserError(f"{path}: weights do not fit the architecture (missing {missing[:5]}, unexpected {unexpected[:5]})")
+
+
+def _first_line(e: BaseException, limit: int = 300) -> str:
+    lines = [ln.strip() for ln in str(e).strip().splitlines() if ln.strip()]
+    return (lines[0] if lines else type(e).__name__)[:limit]
 
 
 def autocast(device: torch.device | str):

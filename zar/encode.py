@@ -77,31 +77,39 @@ def prepare_video(row: VideoRow, cfg: V.ViewConfig, pre: Preprocess, backend: st
     """Read and resize the frames one video needs (runs in a reader worker).
 
     Returns ``{"video_id", "plan", "view_frames" (U,3,h,w) uint8 at the view short side,
-    "infer_frames" (T,3,S,S) uint8 centre crops}``, or ``{"video_id", "error"}``.
+    "infer_frames" (T,3,S,S) uint8 centre crops, "num_frames", "fps", "partial",
+    "frames_read", "frames_declared"}``, or ``{"video_id", "error"}``. ``partial`` is True
+    when the file is damaged or truncated: the views then cover the ``frames_read`` frames
+    that decode, of ``frames_declared`` the container announces (None: it gives no count).
+    Sources larger than the view short side are scaled down by the decoder (memory does not
+    grow with the source resolution); smaller ones are read as they are.
     """
     holder: dict[str, FramePlan] = {}
+    short = cfg.view_short_side(pre.image_size)
 
     def indices_fn(info: VideoInfo):
         holder["plan"] = FramePlan.make(info.num_frames, cfg, row.video_id)
         return holder["plan"].read_indices()
 
     try:
-        frames, info = read_video(row.path, indices_fn, backend=backend, timeout=timeout)
+        frames, info = read_video(row.path, indices_fn, backend=backend, timeout=timeout, max_short_side=short)
     except VideoDecodeError as e:
         return {"video_id": row.video_id, "error": e.reason}
     plan = holder["plan"]
     if info.num_frames != plan.num_frames:  # the reader found fewer frames than the header said
         plan = FramePlan.make(info.num_frames, cfg, row.video_id)
         try:
-            frames, info = read_video(row.path, lambda _i: plan.read_indices(), backend=backend, timeout=timeout)
+            frames, info = read_video(row.path, lambda _i: plan.read_indices(), backend=backend, timeout=timeout,
+                                      max_short_side=short)
         except VideoDecodeError as e:
             return {"video_id": row.video_id, "error": e.reason}
     t = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2)  # N,3,H,W uint8
     nv = len(plan.view_frames)
-    view_frames = _resize_short(t[:nv], cfg.view_short_side(pre.image_size), pre.interpolation) if nv else t[:0]
+    view_frames = _resize_short(t[:nv], short, pre.interpolation) if nv else t[:0]
     infer = _crop(_resize_short(t[nv:], pre.image_size, pre.interpolation), pre.image_size, "center").contiguous()
     return {"video_id": row.video_id, "plan": plan, "view_frames": view_frames.contiguous(),
-            "infer_frames": infer, "num_frames": info.num_frames, "fps": info.fps}
+            "infer_frames": infer, "num_frames": info.num_frames, "fps": info.fps,
+            "partial": bool(info.partial), "frames_read": info.num_frames, "frames_declared": info.declared_frames}
 
 
 class VideoEncoder:
@@ -196,22 +204,24 @@ HEADER_KEYS = ("format", "views_config", "plan", "backbone", "image_size", "view
 
 
 def save_cache(path: str | Path, data: dict[str, Any]) -> None:
-    from zar.utils import atomic_path
+    """Write an embedding cache (or part file) atomically, with a checksum of its content."""
+    from zar import integrity
 
-    with atomic_path(path) as tmp:
-        torch.save(data, tmp)
+    integrity.save(path, data)
 
 
 def load_cache(path: str | Path) -> dict[str, Any]:
-    """Load an embedding cache (tensors and plain values only: ``weights_only=True``)."""
+    """Load an embedding cache (tensors and plain values only: ``weights_only=True``) and
+    verify its content checksum; a corrupt or unverifiable cache is a UserError naming it."""
+    from zar import integrity
     from zar.utils import UserError
 
     try:
-        data = torch.load(path, map_location="cpu", weights_only=True)
+        data = integrity.load(path, "embedding cache")
     except FileNotFoundError:
         raise UserError(f"{path}: embedding cache not found (run `zar encode` first)") from None
-    except Exception as e:
-        raise UserError(f"{path}: not a readable embedding cache ({type(e).__name__}: {e})") from None
+    except integrity.IntegrityError as e:
+        raise UserError(f"{e}; delete it and run `zar encode` again") from None
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise UserError(f"{path}: not a {FORMAT} file (re-encode with this version of zar)")
     return data
@@ -237,6 +247,7 @@ def merge_caches(caches: list[dict[str, Any]], names: list[str]) -> dict[str, An
         video_ids=[ids[i] for i in order.tolist()], views=cat("views"), infer=cat("infer"),
         num_frames=cat("num_frames"), position=pos[order],
         skipped=sorted((s for c in caches for s in c["skipped"]), key=lambda s: s["position"]),
+        partial=[x for c in caches for x in c["partial"]],
         n_in_shards=sum(c["n_in_shards"] for c in caches),
         seconds=sum(c["seconds"] for c in caches), devices=sorted({d for c in caches for d in c["devices"]}),
     )
@@ -340,6 +351,10 @@ def run(args) -> int:
             buf["infer"].append(infer.to(store))
             buf["num_frames"].append(prepared["num_frames"])
             buf["pos"].append(pos)
+            if prepared.get("partial"):
+                log.warning("%s is damaged or truncated: encoded from the %d frames that decode (%s declared)",
+                            row.path, prepared["frames_read"], prepared["frames_declared"])
+                buf["partial"].append(partial_record(row, prepared))
         if len(buf["ids"]) + len(buf["skipped"]) >= runcfg.chunk:
             buf["seconds"] = time.perf_counter() - t0
             _save_part(parts_dir, len(done), header, buf)
@@ -357,6 +372,7 @@ def run(args) -> int:
     write_json(out.with_suffix(".json"), {
         "embeddings": str(out), "lists": header["lists"], "shard": [k, count], "n_in_shard": len(rows),
         "n_union": len(rows_all), "n_encoded": n_ok, "n_skipped": n_skip, "skipped": cache["skipped"],
+        "partial": cache["partial"],
         "settings": settings.to_dict(), "backbone": spec.to_dict(), "seconds": cache["seconds"],
         "provenance": prov,
     })
@@ -369,23 +385,40 @@ def run(args) -> int:
 
 
 def _empty_part() -> dict[str, list]:
-    return {"ids": [], "views": [], "infer": [], "num_frames": [], "pos": [], "skipped": [], "seconds": 0.0}
+    return {"ids": [], "views": [], "infer": [], "num_frames": [], "pos": [], "skipped": [], "partial": [],
+            "seconds": 0.0}
+
+
+def partial_record(row: VideoRow, prepared: dict[str, Any]) -> dict[str, Any]:
+    """What a result records of a video evaluated on the frames of a damaged or truncated file."""
+    return {"video_id": row.video_id, "path": row.path, "frames_read": int(prepared["frames_read"]),
+            "frames_declared": prepared["frames_declared"]}
 
 
 def _save_part(parts_dir: Path, index: int, header: dict, buf: dict[str, list]) -> None:
+    """Write chunk ``index`` (or the next number no file has: never over a kept chunk)."""
+    while (parts_dir / f"part_{index:05d}.pt").exists():
+        index += 1
     save_cache(parts_dir / f"part_{index:05d}.pt", {**header, "part": buf})
 
 
 def _load_parts(parts_dir: Path, header: dict) -> list[dict[str, list]]:
-    """Chunks a crashed run already wrote (only those made with the same settings)."""
+    """Chunks a crashed run already wrote (only those made with the same settings and whose
+    content checksum holds: a corrupt chunk is ignored, so its videos are encoded again)."""
+    from zar import integrity
+
     parts = []
     for f in sorted(parts_dir.glob("part_*.pt")) if parts_dir.exists() else []:
         try:
-            data = torch.load(f, map_location="cpu", weights_only=True)
-        except Exception as e:
-            log.warning("ignoring unreadable chunk %s (%s)", f, e)
+            data = integrity.load(f, "encode part file")
+        except integrity.IntegrityError as e:
+            log.warning("removing corrupt chunk %s, its videos are encoded again: %s", f, e)
+            f.unlink(missing_ok=True)
             continue
-        if any(data.get(k) != v for k, v in header.items()):
+        except OSError as e:
+            log.warning("ignoring unreadable chunk %s, its videos are encoded again: %s", f, e)
+            continue
+        if not isinstance(data, dict) or any(data.get(k) != v for k, v in header.items()):
             log.warning("ignoring chunk %s written with other settings", f)
             continue
         parts.append(data["part"])
@@ -408,6 +441,7 @@ def _assemble(header: dict, parts: list[dict[str, list]], n_in_shard: int) -> di
         "num_frames": torch.tensor([x for p in parts for x in p["num_frames"]], dtype=torch.long)[order],
         "position": pos[order],
         "skipped": sorted((s for p in parts for s in p["skipped"]), key=lambda s: s["position"]),
+        "partial": [x for p in parts for x in p.get("partial", [])],
         "n_in_shards": n_in_shard,
         "seconds": float(sum(p["seconds"] for p in parts)),
     }

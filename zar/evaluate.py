@@ -33,7 +33,7 @@ def add_arguments(p) -> None:
 def run(args) -> int:
     from zar.backbone import build_model, parse_spec
     from zar.config import load_settings
-    from zar.encode import VideoEncoder, iter_prepared
+    from zar.encode import VideoEncoder, iter_prepared, partial_record
     from zar.lists import read_classes, read_videos
     from zar.results import PredictionLog, fingerprint, record, write_summary
     from zar.tta import Tuner, kept_count
@@ -62,6 +62,9 @@ def run(args) -> int:
     if not plog.done:
         skipped_path.unlink(missing_ok=True)
     skipped = _read_skipped(skipped_path)
+    partial_path = out_dir / "partial.jsonl.part"
+    if not plog.done:
+        partial_path.unlink(missing_ok=True)
     seen = set(plog.done) | {s["video_id"] for s in skipped}
     todo = [(i, r) for i, r in enumerate(rows) if r.video_id not in seen]
     log.info("evaluate %s: %d videos listed, %d to do, %d classes, %d views, device %s",
@@ -75,6 +78,10 @@ def run(args) -> int:
             skipped.append({"video_id": row.video_id, "path": row.path, "reason": prepared["error"], "list_position": pos})
             _append_skipped(skipped_path, skipped[-1])
             continue
+        if prepared.get("partial"):
+            log.warning("%s is damaged or truncated: evaluated on the %d frames that decode (%s declared)",
+                        row.path, prepared["frames_read"], prepared["frames_declared"])
+            _append_skipped(partial_path, partial_record(row, prepared))
         t_video = time.perf_counter()
         views, infer = encoder.encode(prepared)
         res = tuner(views, infer)
@@ -88,9 +95,11 @@ def run(args) -> int:
         settings={**settings.to_dict(), "view_short_side": settings.views.view_short_side(pre.image_size),
                   "frames": frames_record(settings.views, spec)},
         backbone=spec.to_dict(), predictions=out_dir / "predictions.jsonl",
+        partial=[p for p in _read_skipped(partial_path) if p["video_id"] in plog.done],
         extra={"root": args.root, "seconds": time.perf_counter() - t0},
     )
     skipped_path.unlink(missing_ok=True)
+    partial_path.unlink(missing_ok=True)
     print(f"{args.method}: top-1 {summary['top1']:.2f}% top-5 {summary['top5']:.2f}% (before tuning "
           f"{summary['top1_before_tuning']:.2f}%, views ensemble {summary['top1_ensemble']:.2f}%) on "
           f"{summary['n_evaluated']} of {summary['n_listed']} listed videos ({summary['n_skipped']} skipped) "

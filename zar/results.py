@@ -133,8 +133,9 @@ def summarise(records: list[dict], n_classes: int, method: str) -> dict[str, Any
 
 def write_summary(out: Path, *, method: str, records: list[dict], n_listed: int, skipped: list[dict],
                   class_names: list[str], inputs: dict[str, str | None], settings: dict, backbone: dict,
-                  predictions: Path, extra: dict | None = None) -> dict[str, Any]:
-    """The result file: every metric, the counts, what was skipped and why, inputs, settings."""
+                  predictions: Path, partial: list[dict] | None = None, extra: dict | None = None) -> dict[str, Any]:
+    """The result file: every metric, the counts, what was skipped and why, the videos
+    evaluated on the frames of a damaged or truncated file, inputs, settings."""
     if not records:
         reasons = sorted({s["reason"] for s in skipped})[:3]
         raise UserError(f"{out}: none of the {n_listed} listed videos could be evaluated ({len(skipped)} skipped, "
@@ -146,6 +147,8 @@ def write_summary(out: Path, *, method: str, records: list[dict], n_listed: int,
         "n_listed": n_listed,
         "n_skipped": len(skipped),
         "skipped": skipped,
+        "n_partial": len(partial or []),
+        "partial": partial or [],
         "classes": class_names,
         "inputs": {k: {"path": v, "sha256": sha256_file(v) if v and Path(v).is_file() else None}
                    for k, v in inputs.items()},

@@ -141,6 +141,7 @@ def run(args) -> int:
                   "views_encoded": cache["views_config"], "view_short_side": cache["view_short_side"],
                   "frames": frames_record(settings.views, spec)},
         backbone=spec.to_dict(), predictions=out.with_suffix(".jsonl"),
+        partial=[p for p in cache["partial"] if p["video_id"] in labels],
         extra={"label": args.label, "n_views": len(sel), "seconds": tune_seconds, "cost": cost},
     )
     log.info("%s: top-1 %.2f%% (before tuning %.2f%%, views ensemble %.2f%%) on %d of %d listed videos -> %s",

@@ -1,26 +1,32 @@
 """Safe extraction of zip, tar(.gz/.bz2/.xz) and rar archives.
 
 Every member name is checked before anything is written: absolute names, ``..`` components,
-links (symbolic or hard), devices and names with control characters make the whole archive
-be rejected (``UnsafeArchiveError``), so nothing can land outside the target directory.
-zip and tar members are written by this module one by one. RAR members are listed with
-``rarfile`` (pure Python, no tool needed to list) and extracted in one pass by ``bsdtar``
-(libarchive; apt ``libarchive-tools``, conda ``libarchive``), which refuses ``..`` and
-absolute names itself; afterwards the extracted tree is checked again (no links, every path
-inside the target, exactly the listed files).
+links (symbolic or hard), devices, fifos, names with control characters, and names that are
+both a file and a folder (``a`` then ``a/b``) or appear twice make the whole archive be
+rejected (``UnsafeArchiveError``), so nothing can land outside the target directory.
+
+Each archive is listed by the same parser that extracts it. zip and tar members are listed
+and written by Python's ``zipfile``/``tarfile``, one by one. RAR archives are listed with
+``bsdtar -tvf`` and extracted in one pass by ``bsdtar -x`` (libarchive; apt
+``libarchive-tools``, conda ``libarchive``): a file that starts with the RAR signature but
+that libarchive reads as another format (a RAR/tar polyglot) is refused, since a RAR-only
+listing would not show what bsdtar writes. After any extraction the tree is checked again
+(only regular files and folders, every path inside the target, exactly the listed files).
+On ANY failure the target folder is removed, so nothing half-extracted remains.
 """
 from __future__ import annotations
 
 import os
 import shutil
 import stat
+import subprocess
 import tarfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from zar.data.media import last_line, require_tool, run_tool
-from zar.utils import UserError
+from zar.utils import UserError, is_disk_full
 
 ARCHIVE_SUFFIXES = (".rar", ".zip", ".tar", ".tgz", ".tar.gz", ".tar.bz2", ".tar.xz")
 
@@ -73,6 +79,7 @@ def safe_name(archive: str | os.PathLike, name: str) -> PurePosixPath:
 
 
 def list_members(path: str | os.PathLike) -> list[Member]:
+    """Every member, as the parser that will extract the archive sees it."""
     fmt = archive_format(path)
     if fmt == "zip":
         with zipfile.ZipFile(path) as zf:
@@ -80,19 +87,44 @@ def list_members(path: str | os.PathLike) -> list[Member]:
     if fmt == "tar":
         with tarfile.open(path) as tf:
             return [_tar_member(m) for m in tf.getmembers()]
-    import rarfile
+    return _bsdtar_members(path, expect="RAR")
 
-    with rarfile.RarFile(path) as rf:
-        if rf.needs_password():
-            raise UserError(f"{path}: encrypted RAR archives are not supported")
-        out = []
-        for i in rf.infolist():
-            if i.is_symlink() or i.file_redir:
-                kind = "link"
-            else:
-                kind = "dir" if i.is_dir() else ("file" if i.is_file() else "other")
-            out.append(Member(i.filename, kind, int(i.file_size or 0)))
-        return out
+
+_BSDTAR_KINDS = {"-": "file", "d": "dir", "l": "link", "h": "link"}
+
+
+def _bsdtar(args: list[str], path) -> str:
+    env = {**os.environ, "LC_ALL": "C.UTF-8"}  # names printed as UTF-8, non-printables escaped
+    res = subprocess.run([require_tool("bsdtar"), *args], stdin=subprocess.DEVNULL, capture_output=True,
+                         text=True, errors="replace", env=env)
+    if res.returncode != 0:
+        raise UserError(f"{path}: bsdtar cannot read it ({last_line(res.stderr)})")
+    return res.stdout
+
+
+def _bsdtar_members(path: str | os.PathLike, expect: str) -> list[Member]:
+    """Members from ``bsdtar -tf`` (names, one per line) and ``bsdtar -tvvf`` (kinds, sizes,
+    and the format libarchive recognised, which must be ``expect``)."""
+    target = str(Path(path).resolve())
+    names = _bsdtar(["-t", "-f", target], path).splitlines()
+    long = _bsdtar(["-t", "-vv", "-f", target], path).splitlines()
+    formats = [ln for ln in long if ln.startswith("Archive Format:")]
+    long = [ln for ln in long if not ln.startswith("Archive Format:")]
+    found = formats[-1].split(":", 1)[1].split(",")[0].strip() if formats else "unknown"
+    if expect.lower() not in found.lower():
+        raise UnsafeArchiveError(f"{path}: starts like a {expect} archive, but bsdtar reads it as {found}; "
+                                 "refusing a file that is two formats at once")
+    if len(names) != len(long):
+        raise UnsafeArchiveError(f"{path}: bsdtar's listings disagree ({len(names)} names, {len(long)} entries)")
+    out = []
+    for name, line in zip(names, long):
+        if "\\" in name:  # bsdtar escapes backslashes and unprintable bytes: the listing is not the name
+            raise UnsafeArchiveError(f"{path}: refusing member {name!r}: backslash or unprintable "
+                                     "character in name")
+        fields = line.split()
+        size = int(fields[4]) if len(fields) > 4 and fields[4].isdigit() else 0
+        out.append(Member(name, _BSDTAR_KINDS.get(line[:1], "other"), size))
+    return out
 
 
 def _zip_member(i: zipfile.ZipInfo) -> Member:
@@ -109,14 +141,27 @@ def _tar_member(m: tarfile.TarInfo) -> Member:
 
 def check_members(path: str | os.PathLike, members: list[Member]) -> dict[str, PurePosixPath]:
     """Validate every member; return file member name -> relative path."""
-    files = {}
+    files: dict[str, PurePosixPath] = {}
+    file_paths: dict[PurePosixPath, str] = {}
+    folders: dict[PurePosixPath, str] = {}
     for m in members:
         rel = safe_name(path, m.name)
         if m.kind in ("link", "other"):
             raise UnsafeArchiveError(f"{path}: refusing member {m.name!r}: {m.kind} entries "
                                      "are not extracted (only files and directories)")
         if m.kind == "file":
-            files[m.name] = rel
+            if rel in file_paths:
+                raise UnsafeArchiveError(f"{path}: refusing member {m.name!r}: {rel} appears twice")
+            files[m.name], file_paths[rel] = rel, m.name
+        else:
+            folders.setdefault(rel, m.name)
+        for parent in rel.parents:
+            if parent != PurePosixPath("."):
+                folders.setdefault(parent, m.name)
+    for rel, name in file_paths.items():
+        if rel in folders:
+            raise UnsafeArchiveError(f"{path}: refusing member {name!r}: {rel} is a file, but "
+                                     f"{folders[rel]!r} needs it as a folder")
     return files
 
 
@@ -124,34 +169,49 @@ def extract(path: str | os.PathLike, dest: str | os.PathLike) -> list[Path]:
     """Extract every file of ``path`` under ``dest`` (created; must be empty); return the files.
 
     The whole archive is validated first: one unsafe member rejects it and writes nothing.
+    On any failure during extraction ``dest`` is removed (emptied if it existed before).
     """
     path, dest = Path(path), Path(dest)
-    files = check_members(path, list_members(path))
-    dest.mkdir(parents=True, exist_ok=True)
-    if any(dest.iterdir()):
-        raise ValueError(f"{dest}: extraction target must be empty")
     fmt = archive_format(path)
-    if fmt == "rar":
-        return _extract_rar(path, dest, files)
-    written = []
-    if fmt == "zip":
-        with zipfile.ZipFile(path) as zf:
-            for info in zf.infolist():
-                if info.filename in files:
-                    written.append(_write(dest, files[info.filename], zf.open(info)))
-    else:
-        with tarfile.open(path) as tf:
-            for m in tf:
-                if m.name in files and m.isreg():
-                    written.append(_write(dest, files[m.name], tf.extractfile(m)))
-    return written
+    files = check_members(path, list_members(path))
+    created = not dest.exists()
+    dest.mkdir(parents=True, exist_ok=True)
+    if not created and any(dest.iterdir()):
+        raise ValueError(f"{dest}: extraction target must be empty")
+    try:
+        if fmt == "rar":
+            _bsdtar_extract(path, dest)
+        elif fmt == "zip":
+            with zipfile.ZipFile(path) as zf:
+                for info in zf.infolist():
+                    if info.filename in files:
+                        _write(dest, files[info.filename], zf.open(info))
+        else:
+            with tarfile.open(path) as tf:
+                for m in tf:
+                    if m.name in files and m.isreg():
+                        _write(dest, files[m.name], tf.extractfile(m))
+        return _check_tree(path, dest, files)
+    except BaseException as e:
+        _remove(dest, created)
+        if is_disk_full(e):
+            raise UserError(f"no space left on device while extracting {path} into {dest}") from None
+        if isinstance(e, Exception) and not isinstance(e, UserError):  # damaged data: zipfile, tarfile, zlib...
+            raise UserError(f"{path}: extraction failed ({type(e).__name__}: {e}); nothing kept") from None
+        raise
+
+
+def _remove(dest: Path, created: bool) -> None:
+    shutil.rmtree(dest, ignore_errors=True)
+    if not created:
+        dest.mkdir(parents=True, exist_ok=True)
 
 
 def _write(dest: Path, rel: PurePosixPath, src) -> Path:
     out = dest.joinpath(*rel.parts)
     _inside(dest, out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    with src, open(out, "wb") as f:
+    with src, open(out, "xb") as f:  # "x": never through something already there
         shutil.copyfileobj(src, f, 1 << 20)
     return out
 
@@ -162,19 +222,26 @@ def _inside(root: Path, p: Path) -> None:
         raise UnsafeArchiveError(f"{p}: would land outside {root}")
 
 
-def _extract_rar(path: Path, dest: Path, files: dict[str, PurePosixPath]) -> list[Path]:
-    bsdtar = require_tool("bsdtar")
-    res = run_tool([bsdtar, "-x", "-f", str(path.resolve()), "-C", str(dest.resolve()),
-                    "--no-same-owner", "--no-same-permissions"], timeout=None)
+def _bsdtar_extract(path: Path, dest: Path) -> None:
+    res = run_tool([require_tool("bsdtar"), "-x", "-f", str(path.resolve()), "-C", str(dest.resolve()),
+                    "--no-same-owner", "--no-same-permissions", "--no-acls", "--no-xattrs", "--no-fflags"],
+                   timeout=None)
     if res.returncode != 0:
         raise UserError(f"{path}: bsdtar failed ({last_line(res.stderr)})")
+
+
+def _check_tree(path: Path, dest: Path, files: dict[str, PurePosixPath]) -> list[Path]:
+    """The extracted tree holds exactly the listed files (plus folders), nothing else."""
     expected = {dest.joinpath(*rel.parts) for rel in files.values()}
     found = set()
     for root, dirs, names in os.walk(dest):
         for n in dirs + names:
             p = Path(root, n)
-            if p.is_symlink():
+            st = os.lstat(p)
+            if stat.S_ISLNK(st.st_mode):
                 raise UnsafeArchiveError(f"{path}: extraction produced a link {p}")
+            if not (stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode)):
+                raise UnsafeArchiveError(f"{path}: extraction produced {p}, neither a file nor a folder")
             _inside(dest, p)
             if n in names:
                 found.add(p)
@@ -188,21 +255,28 @@ def _extract_rar(path: Path, dest: Path, files: dict[str, PurePosixPath]) -> lis
 
 def extract_nested(path: str | os.PathLike, dest: str | os.PathLike, depth: int = 2) -> list[Path]:
     """Extract ``path`` into ``dest``, then archives found inside (e.g. HMDB51's per-class
-    rars) each into a folder named after it, ``depth`` levels down; inner archives are removed."""
+    rars) each into a folder named after it, ``depth`` levels down; inner archives are removed.
+    On any failure (an inner archive's too) ``dest`` is removed."""
+    dest = Path(dest)
+    created = not dest.exists()
     files = extract(path, dest)
     out = []
-    for f in files:
-        if depth > 0 and is_archive_name(f.name):
-            stem = f.name
-            for suf in ARCHIVE_SUFFIXES:
-                if stem.lower().endswith(suf):
-                    stem = stem[: -len(suf)]
-                    break
-            sub = f.with_name(stem or "_")
-            if sub.exists():
-                sub = f.with_name(f"{stem}.extracted")
-            out += extract_nested(f, sub, depth - 1)
-            f.unlink()
-        else:
-            out.append(f)
+    try:
+        for f in files:
+            if depth > 0 and is_archive_name(f.name):
+                stem = f.name
+                for suf in ARCHIVE_SUFFIXES:
+                    if stem.lower().endswith(suf):
+                        stem = stem[: -len(suf)]
+                        break
+                sub = f.with_name(stem or "_")
+                if sub.exists():
+                    sub = f.with_name(f"{stem}.extracted")
+                out += extract_nested(f, sub, depth - 1)
+                f.unlink()
+            else:
+                out.append(f)
+    except BaseException:
+        _remove(dest, created)
+        raise
     return out

@@ -17,11 +17,11 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path, PurePosixPath
 
 from zar.data import kinetics, official
-from zar.data.fetch import FetchError, RateLimiter, http_download
+from zar.data.fetch import FetchError, RateLimiter, verified_download
 from zar.data.manifest import (DOWNLOAD_COLUMNS, ListEntry, entry_problem, raw_path, read_lists,
                                read_manifest, summary_line, write_manifest)
 from zar.data.media import container_problem, require_tool, sigterm_as_interrupt
-from zar.data.sources import Remote, Sources, load_sources
+from zar.data.sources import LOCK_NAME, Remote, SourceLock, Sources, load_sources
 from zar.utils import UserError, atomic_write_text, progress, provenance, write_json
 
 log = logging.getLogger(__name__)
@@ -58,6 +58,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="keep downloaded archives after extraction (default: delete them)")
     p.add_argument("--sources", metavar="FILE",
                    help="YAML/JSON overriding URLs and sha256 pins of zar/data/sources.py")
+    p.add_argument("--lock", metavar="FILE",
+                   help="lock file of the sha256 seen at each URL's first download, verified by later "
+                        "runs (default <root>/sources.lock.json)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -74,11 +77,12 @@ def run(args: argparse.Namespace) -> int:
     if kinetic == (source == "official"):
         raise UserError(f"--source {source} does not apply to {ds}")
     sources = load_sources(args.sources)
+    lock = SourceLock(args.lock or root / LOCK_NAME)
     if args.annotations:
         if not kinetic:
             raise UserError("--annotations is for Kinetics (k400, k600)")
         try:
-            write_annotation_lists(ds, root, sources, retries=args.retries)
+            write_annotation_lists(ds, root, sources, retries=args.retries, lock=lock)
         except FetchError as e:
             raise UserError(f"download failed: {e.reason}") from None
         return 0
@@ -89,7 +93,8 @@ def run(args: argparse.Namespace) -> int:
     if args.workers < 1 or args.retries < 0:
         raise UserError("--workers must be >= 1 and --retries >= 0")
     d = Downloader(ds, root, source, sources, workers=args.workers, rate_limit=args.rate_limit,
-                   retries=args.retries, retry_gone=args.retry_gone, keep_archives=args.keep_archives)
+                   retries=args.retries, retry_gone=args.retry_gone, keep_archives=args.keep_archives,
+                   lock=lock)
     try:
         with sigterm_as_interrupt():
             rows = d.run(entries)
@@ -101,14 +106,14 @@ def run(args: argparse.Namespace) -> int:
 
 
 def write_annotation_lists(ds: str, root: Path, sources: Sources, *, retries: int = 3,
-                           backoff: float = 2.0) -> dict[str, int]:
+                           backoff: float = 2.0, lock: SourceLock | None = None) -> dict[str, int]:
     version = ds[1:]
     annotated, rejected = [], []
     for split in ("train", "val"):
         remote = sources.remote(f"k{version}_annotations_{split}")
         dest = root / "annotations" / f"{split}.csv"
         if not dest.exists():
-            http_download(remote.url, dest, sha256=remote.sha256, retries=retries, backoff=backoff)
+            verified_download(remote.url, dest, remote.sha256, lock, retries=retries, backoff=backoff)
         rows, bad = kinetics.parse_annotations(dest.read_text(encoding="utf-8"), split, str(dest))
         annotated += rows
         rejected += bad
@@ -130,10 +135,11 @@ class Downloader:
     def __init__(self, ds: str, root: Path, source: str, sources: Sources, *, workers: int = 4,
                  rate_limit: float = 10.0, retries: int = 3, backoff: float = 2.0,
                  throttle_pause: float = 300.0, retry_gone: bool = False,
-                 keep_archives: bool = False):
+                 keep_archives: bool = False, lock: SourceLock | None = None):
         self.ds, self.root, self.source, self.sources = ds, Path(root), source, sources
         self.workers, self.rate_limit, self.retries, self.backoff = workers, rate_limit, retries, backoff
         self.throttle_pause, self.retry_gone, self.keep_archives = throttle_pause, retry_gone, keep_archives
+        self.lock = lock if lock is not None else SourceLock(self.root / LOCK_NAME)
         self.manifest_path = self.root / "download_manifest.csv"
         self.previous = read_manifest(self.manifest_path)
         self.outcomes: dict[str, str] = {}  # video id -> reason it is missing, from this run
@@ -149,7 +155,7 @@ class Downloader:
             if self.source == "official":
                 self.archives = official.fetch_and_extract(
                     self.ds, self.root, self.sources, retries=self.retries, backoff=self.backoff,
-                    keep_archives=self.keep_archives)
+                    keep_archives=self.keep_archives, lock=self.lock)
                 if entries is None:
                     entries = official.official_entries(self.ds, self.root / "annotations")
                 self.entries = entries
@@ -288,7 +294,8 @@ class Downloader:
         lst = self.sources.remote(f"k{version}_cvdf_{split}")
         list_file = folder / lst.filename
         if not list_file.exists():
-            http_download(lst.url, list_file, sha256=lst.sha256, retries=self.retries, backoff=self.backoff)
+            verified_download(lst.url, list_file, lst.sha256, self.lock, retries=self.retries,
+                              backoff=self.backoff)
         urls = kinetics.part_urls(list_file.read_text(encoding="utf-8"), str(list_file))
         first = []
         if version == "400" and split == "train":  # replacements first: they win over the parts
@@ -319,7 +326,10 @@ class Downloader:
 
     def _cvdf_part(self, url: str, folder: Path, wanted: dict[str, Path]) -> None:
         name = _part_name(url)
-        fetched = http_download(url, folder / name, retries=self.retries, backoff=self.backoff)
+        replacement = self.sources.remote("k400_cvdf_replacement")
+        pin = replacement.sha256 if url == replacement.url else None
+        fetched = verified_download(url, folder / name, pin, self.lock, retries=self.retries,
+                                    backoff=self.backoff)
         names = kinetics.extract_part(fetched.path, wanted)
         write_json(folder / f"{name}.done", {"url": url, "bytes": fetched.bytes,
                                              "sha256": fetched.sha256, "members": sorted(names)})

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from zar import __version__
-from zar.utils import UserError, sha256_file
+from zar.utils import UserError, is_disk_full, sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -47,9 +47,10 @@ def part_path(dest: Path) -> Path:
 
 
 def http_download(url: str, dest: str | os.PathLike, *, sha256: str | None = None, retries: int = 3,
-                  backoff: float = 2.0, timeout: float = 60.0) -> Fetched:
+                  backoff: float = 2.0, timeout: float = 60.0, pin_origin: str = "pinned") -> Fetched:
     """Download ``url`` to ``dest`` through ``dest.part``, resuming an interrupted ``.part``
-    with an HTTP Range request; verify length and the sha256 pin (if any); then rename."""
+    with an HTTP Range request; verify length and the sha256 pin (if any); then rename.
+    ``pin_origin`` says where the expected sha256 comes from (for the mismatch message)."""
     dest = Path(dest)
     if not url.startswith(("http://", "https://", "file:")):
         raise UserError(f"{url}: only http(s) and file URLs are downloaded")
@@ -73,10 +74,20 @@ def http_download(url: str, dest: str | os.PathLike, *, sha256: str | None = Non
     if sha256 is not None and observed != sha256:
         bad = dest.with_name(dest.name + ".bad")
         os.replace(part, bad)
-        raise UserError(f"{url}: sha256 mismatch: pinned {sha256}, downloaded {observed} "
+        raise UserError(f"{url}: sha256 mismatch: expected {sha256} ({pin_origin}), downloaded {observed} "
                         f"(kept as {bad}; if the new file is right, update the pin)")
     os.replace(part, dest)
     return Fetched(dest, size, observed, first_offset)
+
+
+def verified_download(url: str, dest: str | os.PathLike, pin: str | None, lock, **kw) -> Fetched:
+    """``http_download`` verified against ``pin`` or else the lock file's entry for ``url``
+    (``zar.data.sources.SourceLock``; None: pin only); the sha256 seen is recorded in the lock."""
+    expected, origin = lock.expected(url, pin) if lock is not None else (pin, "pinned")
+    fetched = http_download(url, dest, sha256=expected, pin_origin=origin, **kw)
+    if lock is not None:
+        lock.record(url, fetched.sha256, fetched.bytes)
+    return fetched
 
 
 def _transfer(url: str, part: Path, timeout: float) -> None:
@@ -116,6 +127,8 @@ def _transfer(url: str, part: Path, timeout: float) -> None:
                 f.flush()
                 os.fsync(f.fileno())
         except (OSError, ValueError, http.client.HTTPException) as e:
+            if is_disk_full(e):  # retrying cannot help
+                raise UserError(f"no space left on device while writing {part}") from None
             raise FetchError(f"transfer broke off: {type(e).__name__}: {e}") from None
     got = part.stat().st_size
     if expected_total is not None and got != expected_total:

@@ -15,10 +15,10 @@ import shutil
 from pathlib import Path
 
 from zar.data.archives import extract_nested
-from zar.data.fetch import http_download
+from zar.data.fetch import verified_download
 from zar.data.manifest import ListEntry, name_problem
 from zar.data.media import VIDEO_EXTENSIONS
-from zar.data.sources import Remote, Sources
+from zar.data.sources import Remote, SourceLock, Sources
 from zar.utils import UserError, read_json, write_json
 
 log = logging.getLogger(__name__)
@@ -27,32 +27,35 @@ DATASETS = ("ucf101", "hmdb51")
 
 
 def fetch_and_extract(dataset: str, root: Path, sources: Sources, *, retries: int, backoff: float,
-                      keep_archives: bool) -> list[dict]:
-    """Make sure both archives of ``dataset`` are downloaded and extracted; return their records."""
+                      keep_archives: bool, lock: SourceLock | None = None) -> list[dict]:
+    """Make sure both archives of ``dataset`` are downloaded and extracted; return their records.
+    Each is verified against its pin, or else against the lock file (recorded there at the
+    first download)."""
     records = []
     for kind in ("videos", "splits"):
         remote = sources.remote(f"{dataset}_{kind}")
         records.append(_one_archive(remote, kind, root, retries=retries, backoff=backoff,
-                                    keep=keep_archives))
+                                    keep=keep_archives, lock=lock))
     return records
 
 
 def _one_archive(remote: Remote, kind: str, root: Path, *, retries: int, backoff: float,
-                 keep: bool) -> dict:
+                 keep: bool, lock: SourceLock | None = None) -> dict:
     archives = root / "archives"
     marker = archives / f"{remote.filename}.done"
+    expected, origin = lock.expected(remote.url, remote.sha256) if lock else (remote.sha256, "pinned")
     if marker.exists():
         rec = read_json(marker)
-        if remote.sha256 is not None and rec.get("sha256") != remote.sha256:
+        if expected is not None and rec.get("sha256") != expected:
             raise UserError(f"{marker}: extracted from a file with sha256 {rec.get('sha256')}, "
-                            f"but the pin is {remote.sha256}; delete the marker to fetch again")
+                            f"but the expected sha256 is {expected} ({origin}); delete the marker to fetch again")
         log.info("%s: already extracted (%s)", remote.filename, marker)
         return rec
-    fetched = http_download(remote.url, archives / remote.filename, sha256=remote.sha256,
-                            retries=retries, backoff=backoff)
-    if remote.sha256 is None:
-        log.warning("%s is not pinned; observed sha256 %s (recorded in the manifest)",
-                    remote.filename, fetched.sha256)
+    fetched = verified_download(remote.url, archives / remote.filename, remote.sha256, lock,
+                                retries=retries, backoff=backoff)
+    if expected is None:
+        log.warning("%s has no published sha256; the sha256 seen, %s, is recorded%s", remote.filename,
+                    fetched.sha256, f" in {lock.path} and verified from now on" if lock else "")
     tmp = root / ".extract" / remote.filename
     if tmp.exists():
         shutil.rmtree(tmp)
@@ -65,7 +68,8 @@ def _one_archive(remote: Remote, kind: str, root: Path, *, retries: int, backoff
         placed = {"files": _place_tree(files, tmp, root / "annotations")}
     shutil.rmtree(tmp)
     rec = {"url": remote.url, "file": remote.filename, "bytes": fetched.bytes,
-           "sha256": fetched.sha256, "pinned": remote.sha256 is not None, **placed}
+           "sha256": fetched.sha256, "pinned": remote.sha256 is not None,
+           "verified": "pin" if remote.sha256 else ("lock" if expected else "recorded in the lock"), **placed}
     write_json(marker, rec)
     if not keep:
         os.remove(fetched.path)

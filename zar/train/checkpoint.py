@@ -3,13 +3,16 @@
 - ``DIR/state/step_XXXXXXXX.pt``: everything needed to continue (model, optimizer, loss
   scaler, step, RNG states of every process, skipped videos). Written atomically with
   ``torch.save`` and read back with ``torch.load(weights_only=True)``: tensors and plain
-  values only. A file holding any other pickled object is refused, never executed.
+  values only. A file holding any other pickled object is refused, never executed. The
+  content carries a sha256 checked on load (``zar.integrity``): a corrupt file is refused.
 - ``DIR/model.safetensors`` + ``DIR/model.json``: the trained CLIP, loadable as a backbone
-  (``zar evaluate --backbone DIR``); the json names the architecture and the provenance.
+  (``zar evaluate --backbone DIR``); the json names the architecture and the provenance, and
+  ``weights_sha256`` (the safetensors file's sha256, verified when the backbone is loaded).
 """
 from __future__ import annotations
 
 import logging
+import os
 import pickle
 import random
 import re
@@ -19,7 +22,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from zar.utils import UserError, atomic_path, write_json
+from zar import integrity
+from zar.utils import UserError, atomic_path, sha256_file, write_json
 
 log = logging.getLogger(__name__)
 
@@ -66,15 +70,21 @@ def list_states(out: Path) -> list[tuple[int, Path]]:
 
 
 def save_state(path: Path, state: dict[str, Any]) -> None:
-    with atomic_path(path) as tmp:
-        torch.save(state, tmp)
+    """Write a state file atomically, with a checksum of its content (``zar.integrity``)."""
+    integrity.save(path, state)
 
 
 def load_state(path: str | Path) -> dict[str, Any]:
-    """Load a state file with ``weights_only=True``; refuse anything holding other objects."""
+    """Load a state file with ``weights_only=True``; refuse anything holding other objects,
+    and any file whose content does not match its checksum."""
     path = Path(path)
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
+        state = integrity.unwrap(path, state, "`zar train` state file")
+    except integrity.IntegrityError as e:
+        if e.corrupt:
+            raise UserError(f"{e}; delete it to resume from the state file before it") from None
+        raise
     except FileNotFoundError:
         raise UserError(f"{path}: file not found") from None
     except pickle.UnpicklingError as e:
@@ -120,14 +130,21 @@ def prune_states(out: Path, keep: set[int]) -> None:
 # ----------------------------------------------------------------------------- backbone
 def write_backbone(out: Path, state_dict: dict[str, torch.Tensor], meta: dict[str, Any]) -> Path:
     """``out/model.safetensors`` + ``out/model.json`` (json last: its presence marks completion)."""
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
     if "arch" not in meta or "quick_gelu" not in meta:
         raise ValueError("backbone metadata needs 'arch' and 'quick_gelu'")
     out = Path(out)
     weights = out / "model.safetensors"
     tensors = {k: v.detach().to("cpu", torch.float32).contiguous().clone() for k, v in state_dict.items()}
+    blob = save(tensors, metadata={"format": "pt", "arch": str(meta["arch"])})
+    del tensors
     with atomic_path(weights, suffix=".part.safetensors") as tmp:
-        save_file(tensors, str(tmp), metadata={"format": "pt", "arch": str(meta["arch"])})
-    write_json(out / "model.json", meta)
+        with open(tmp, "wb") as f:  # Python writes: a full disk raises ENOSPC (a one-line error)
+            f.write(blob)
+            f.flush()
+            os.fsync(f.fileno())
+        digest = sha256_file(tmp)
+    del blob
+    write_json(out / "model.json", {**meta, "weights_sha256": digest})
     return weights

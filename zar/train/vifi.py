@@ -70,9 +70,9 @@ def read_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
             raise UserError(f"{path}: not a readable PyTorch checkpoint ({reason})") from None
         raise UserError(
             f"{path}: refused: besides tensors the file holds Python objects that zar will not unpickle "
-            f"({', '.join(found)}). If you trust the file, extract the weights on that machine with\n"
-            f"    python -c \"import torch; c = torch.load('{path.name}', weights_only=False); "
-            f"torch.save(c['model'], 'vifi_weights.pt')\"\nand import vifi_weights.pt instead") from None
+            f"({', '.join(found)}): loading it could run code hidden in the file. A ViFi-CLIP "
+            "checkpoint holds only tensors, plain values and a yacs config; this file is not one "
+            "(get the checkpoint from ViFi-CLIP's release page again)") from None
     except (RuntimeError, EOFError, OSError, ValueError) as e:
         raise UserError(f"{path}: not a readable PyTorch checkpoint ({str(e).strip().splitlines()[0]})") from None
     state = ckpt
