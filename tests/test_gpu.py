@@ -1,4 +1,11 @@
-"""CUDA paths: bf16 autocast encoding and tuning agree with the fp32 CPU results.
+"""CUDA paths: bf16 autocast encoding and tuning agree with the fp32 CPU results within what
+bf16's precision allows, and give the same predictions.
+
+The bound: bf16 keeps 8 significant bits, so each rounding has relative error at most
+u = 2^-8. A feature that passes a few rounded matmuls (the tiny model has 2 layers per tower)
+and is then L2-normalised moves by at most ``EPS = 4u`` (about 1.6%) from its fp32 value;
+a logit ``s * cos(v, t)`` then moves by at most ``s * 2 * EPS``. A bf16 mistake (weights
+cast to bf16, features rounded before averaging, a wrong normalisation) breaks this bound.
 
 Deselected automatically where no CUDA device is present (conftest.py)."""
 import pytest
@@ -13,6 +20,8 @@ from zar.views import ViewConfig
 
 pytestmark = pytest.mark.gpu
 CLASSES = ["red square", "green square", "blue square", "red circle", "green circle"]
+U = 2.0 ** -8  # bf16's unit roundoff
+EPS = 4 * U  # bound on the relative error of an L2-normalised feature after the tiny towers
 
 
 @pytest.fixture(scope="module")
@@ -34,24 +43,34 @@ def test_encoding_on_cuda_matches_cpu(models, tmp_path):
     v_cpu, i_cpu = VideoEncoder(cpu, pre, cfg, "cpu").encode(prepared)
     v_gpu, i_gpu = VideoEncoder(gpu, pre, cfg, "cuda").encode(prepared)
     assert v_gpu.dtype == torch.float32 and v_gpu.shape == v_cpu.shape == (144, 64)
-    # bf16 autocast: per-view cosine similarity with the fp32 result
-    assert F.cosine_similarity(v_cpu, v_gpu, dim=-1).min() > 0.995
-    assert F.cosine_similarity(i_cpu, i_gpu, dim=0) > 0.995
+    assert (v_gpu - v_cpu).norm(dim=-1).max() <= EPS
+    assert (i_gpu - i_cpu).norm() <= EPS
+    # and not trivially equal: the GPU path does run in bf16
+    assert not torch.equal(v_gpu, v_cpu)
 
 
 def test_tuning_on_cuda(models):
     cpu, gpu, _ = models
     g = torch.Generator().manual_seed(0)
-    views = F.normalize(torch.randn(48, 64, generator=g), dim=-1)
-    infer = F.normalize(torch.randn(64, generator=g), dim=0)
-    r_cpu = Tuner(cpu, CLASSES, TuneConfig(steps=1), "cpu")(views, infer)
+    n = 32
+    views = F.normalize(torch.randn(n, 48, 64, generator=g), dim=-1)
+    infer = F.normalize(torch.randn(n, 64, generator=g), dim=-1)
+    r_cpu = Tuner(cpu, CLASSES, TuneConfig(steps=1), "cpu").tune(views, infer)
     t_gpu = Tuner(gpu, CLASSES, TuneConfig(steps=1), "cuda")
-    r_gpu = t_gpu(views, infer)
-    r_gpu0 = Tuner(gpu, CLASSES, TuneConfig(steps=0), "cuda")(views, infer)
-    assert torch.equal(r_gpu0.logits_after, r_gpu.logits_before)  # 0 steps = vanilla, on CUDA too
+    r_gpu = t_gpu.tune(views, infer)
+    r_gpu0 = Tuner(gpu, CLASSES, TuneConfig(steps=0), "cuda").tune(views, infer)
+    scale = float(cpu.logit_scale.exp())
+    bound = scale * 2 * EPS  # |s cos(v, t) - s cos(v, t')| <= s |t - t'| for unit v; text in bf16
+    for a, b, b0 in zip(r_cpu, r_gpu, r_gpu0):
+        assert torch.equal(b0.logits_after, b.logits_before)  # 0 steps = vanilla, on CUDA too
+        assert (a.logits_before - b.logits_before.cpu()).abs().max() <= bound
+        assert not torch.equal(b.logits_after, b.logits_before)
+    same_before = sum(int(a.logits_before.argmax()) == int(b.logits_before.argmax()) for a, b in zip(r_cpu, r_gpu))
+    same_after = sum(int(a.logits_after.argmax()) == int(b.logits_after.argmax()) for a, b in zip(r_cpu, r_gpu))
+    assert same_before >= 0.9 * n and same_after >= 0.9 * n, (same_before, same_after)
+    kept = sum(len(set(a.kept) & set(b.kept)) for a, b in zip(r_cpu, r_gpu)) / sum(len(a.kept) for a in r_cpu)
+    assert kept >= 0.9
     assert t_gpu.prompt.ctx.device.type == "cuda" and t_gpu.prompt.ctx.dtype == torch.float32
-    assert torch.allclose(r_cpu.logits_before, r_gpu.logits_before.cpu(), atol=0.05 * r_cpu.logits_before.abs().max())
-    assert len(set(r_cpu.kept) & set(r_gpu.kept)) >= 0.9 * len(r_cpu.kept)
-    assert not torch.equal(r_gpu.logits_after, r_gpu.logits_before)
-    # episodic on CUDA: the same video twice gives the same answer
-    assert torch.equal(t_gpu(views, infer).logits_after, r_gpu.logits_after)
+    # episodic on CUDA: the same videos again give the same answers
+    again = t_gpu.tune(views, infer)
+    assert all(torch.equal(x.logits_after, y.logits_after) for x, y in zip(again, r_gpu))

@@ -57,14 +57,6 @@ def test_frames_equal_pyav(clips, kind, backend):
         assert np.array_equal(frames[k], ref[i]), f"frame {i} (position {k}) differs"
 
 
-def test_torchcodec_backend_when_installed(clips):
-    pytest.importorskip("torchcodec")
-    ref = pyav_frames(clips["h264"])
-    frames, info = read_video(clips["h264"], pick, backend="torchcodec", timeout=120)
-    for k, i in enumerate(pick(info)):
-        assert np.array_equal(frames[k], ref[i])
-
-
 def test_inline_reader_matches_isolated(clips):
     with VideoReader("decord", isolate=False) as inline, VideoReader("decord") as iso:
         a, ia = inline.read(clips["h264"], pick)

@@ -73,12 +73,14 @@ class DemoConfig:
     max_frames: int = 48              # 4 s
     short_clip_frames: int = 10       # the first test video of every role is this short
     # the share of a video during which the shape is on screen, drawn per video from [low, high]
+    hidden: str = "absent"            # outside that stretch the shape is absent, or "grey" (colourless)
     train_visible: list[float] = field(default_factory=lambda: [1.0, 1.0])  # fine-tuning videos
     test_visible: list[float] = field(default_factory=lambda: [1.0, 1.0])   # evaluation videos
     # the share of videos whose shape moves along a side border of the inference clip's centre
     # crop (the frame's height-wide middle): that crop cuts the shape, a side crop sees it whole
     train_edge: float = 0.0
     test_edge: float = 0.0
+    edge_depth: float = 0.0           # its centre that many radii outside the border (1: just out of the crop)
     object_size: float = 48.0         # diameter in pixels
     size_jitter: float = 0.1          # relative, uniform
     speed_jitter: float = 0.1         # relative, uniform
@@ -368,16 +370,17 @@ def render_clip(cfg: DemoConfig, combo: Combo, num_frames: int, seed: int,
     first = int(rng.integers(0, num_frames - shown + 1))  # the first frame the shape is on screen
     # across the motion: fully inside the frame; along it: the path centred at a random
     # place that keeps the whole stretch inside the frame where the path is short enough
-    span = v * max(shown - 1, 0)
+    span = v * max((num_frames if cfg.hidden == "grey" else shown) - 1, 0)
     ext = W if ux else H
     free = ext - 2 * (r + 1) - span
     mid = rng.uniform(r + 1 + span / 2, r + 1 + span / 2 + free) if free > 0 else rng.uniform(0, ext)
     along0 = mid - (ux + uy) * span / 2  # position at t = 0
     across = rng.uniform(r + 1, (H if ux else W) - r - 1)
     x0, y0 = (along0, across) if ux else (across, along0)
-    if rng.uniform() < edge:  # centred on a side border of the centre crop (x = (W - H) / 2 or (W + H) / 2)
-        border = (W - H) / 2 if rng.uniform() < 0.5 else (W + H) / 2
-        x0 = border + rng.uniform(-0.25, 0.25) * r - (ux * span / 2)
+    if rng.uniform() < edge:  # at a side border of the centre crop (x = (W - H) / 2 or (W + H) / 2)
+        left = rng.uniform() < 0.5
+        out = (cfg.edge_depth + rng.uniform(-0.25, 0.25)) * r  # how far outside the crop its centre is
+        x0 = ((W - H) / 2 - out if left else (W + H) / 2 + out) - (ux * span / 2)
     rgb = np.clip(np.asarray(cfg.colours[colour], np.float32)
                   + rng.uniform(-cfg.colour_jitter, cfg.colour_jitter, 3), 0, 255).astype(np.float32)
     lo, hi = cfg.background_range
@@ -399,11 +402,16 @@ def render_clip(cfg: DemoConfig, combo: Combo, num_frames: int, seed: int,
     ph = min(H, int(np.ceil(y_hi - y_lo)) + 1)
     px = np.arange(pw, dtype=np.float32)[None, None, :]
     py = np.arange(ph, dtype=np.float32)[None, :, None]
+    grey = np.full(3, float(rgb.mean()), np.float32)
     frames = np.empty((num_frames, H, W, 3), np.uint8)
     for t in range(num_frames):
-        u = t - first  # time since the shape came on screen
+        u = t - first  # time since the shape came on screen (or, with ``grey``, into its colour)
         alpha = np.zeros((H, W), np.float32)
-        if 0 <= u < shown:
+        colour_now = rgb
+        if cfg.hidden == "grey":  # the shape is always there, in its colour only within the window
+            colour_now = rgb if 0 <= u < shown else grey
+            u = t
+        if 0 <= u < (num_frames if cfg.hidden == "grey" else shown):
             hx, hy = (x0 + v * ux * u) % W, (y0 + v * uy * u) % H  # the shape now
             ox, oy = int(np.floor(hx + x_lo)), int(np.floor(hy + y_lo))  # patch origin
             dx = px + (ox - hx) + (v * ux) * k[:, None, None]  # relative to each trail position
@@ -411,7 +419,7 @@ def render_clip(cfg: DemoConfig, combo: Combo, num_frames: int, seed: int,
             seen = np.where(k <= u, opacity, 0.0)  # no trail from before it came on screen
             patch = (_shape_alpha(shape, dx, dy, radii) * seen[:, None, None]).max(axis=0)
             alpha[np.ix_((oy + np.arange(ph)) % H, (ox + np.arange(pw)) % W)] = patch
-        img = background + alpha[..., None] * (rgb - background)
+        img = background + alpha[..., None] * (colour_now - background)
         img += cfg.noise_std * rng.standard_normal(img.shape, dtype=np.float32)
         frames[t] = np.clip(np.rint(img), 0, 255).astype(np.uint8)
     return frames

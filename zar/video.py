@@ -20,7 +20,7 @@ Public interface (used by encode, evaluate and train; keep it stable):
   ``read_video`` keeps one per setting.
 
 Frame i is the i-th frame of a sequential decode (PyAV, the reference). A seeking decoder
-(decord, torchcodec) is used only where it was measured to return exactly that frame
+(decord) is used only where it was measured to return exactly that frame
 (``_EXACT_SEEK``, checked against PyAV's sequential decode): h264, VP9, MJPEG and MPEG-4
 part 2 without B-frames in MP4/MOV and Matroska/WebM, and MPEG-4 part 2 without B-frames or
 MJPEG in AVI. Outside it decord returns other frames than asked for, e.g. h264 in AVI (with
@@ -78,7 +78,7 @@ import numpy as np
 
 log = logging.getLogger(__name__)
 
-BACKENDS = ("decord", "pyav", "torchcodec")
+BACKENDS = ("decord", "pyav")
 PARTIAL_POLICIES = ("flag", "refuse")
 IMPORT_TIMEOUT = 300.0  # seconds a worker may take to import a decoder (torch is slow on cold disks)
 # MPEG-4 part 2 decoders whose streams may carry packed B-frames (DivX/Xvid in AVI)
@@ -295,7 +295,7 @@ def _output_order_matches(path: str, pts: list) -> bool:
 
 
 def _probe_frames(path: str, seeking_backend: str | None = None) -> _Probe:
-    """``_probe`` of a file that has frames; a seeking backend (decord, torchcodec) is used
+    """``_probe`` of a file that has frames; a seeking backend (decord) is used
     only where it returns exact frames (see ``_EXACT_SEEK``)."""
     probe = _probe(path)
     if probe.packets == 0:
@@ -335,32 +335,6 @@ class _DecordSource:
 
     def close(self) -> None:
         self.vr = None
-
-
-class _TorchcodecSource:
-    def __init__(self, path: str, threads: int, short_side: int | None, max_short_side: int | None = None):
-        if short_side:
-            raise ValueError("short_side is not supported with the torchcodec backend")
-        probe = _probe_frames(path, "torchcodec")
-        if probe.rotation:
-            raise _Untrusted("rotation metadata (not applied by this backend)")
-        if output_size(probe.width, probe.height, None, max_short_side) != (probe.width, probe.height):
-            raise _Untrusted("frames larger than max_short_side (no decoder-side scaling here)")
-        from torchcodec.decoders import VideoDecoder
-
-        self.dec = VideoDecoder(path, seek_mode="exact", dimension_order="NHWC",
-                                num_ffmpeg_threads=threads)
-        md = self.dec.metadata
-        n = int(md.num_frames)
-        if n != probe.packets:
-            raise _Untrusted(f"torchcodec counts {n} frames, the demuxer {probe.packets}")
-        self.info = _info(probe, n, float(md.average_fps or probe.fps), (int(md.width), int(md.height)))
-
-    def read(self, idx: list[int]) -> np.ndarray:
-        return self.dec.get_frames_at(indices=idx).data.numpy()
-
-    def close(self) -> None:
-        self.dec = None
 
 
 class _PyAVSource:
@@ -435,8 +409,8 @@ def _turn_and_scale_420(frame, turn: int, width: int, height: int) -> np.ndarray
     return g.to_ndarray(format="rgb24", width=width, height=height, interpolation="BILINEAR")
 
 
-_SOURCES = {"decord": _DecordSource, "pyav": _PyAVSource, "torchcodec": _TorchcodecSource}
-_MODULES = {"decord": "decord", "pyav": "av", "torchcodec": "torchcodec.decoders"}
+_SOURCES = {"decord": _DecordSource, "pyav": _PyAVSource}
+_MODULES = {"decord": "decord", "pyav": "av"}
 
 
 def _first_line(e: BaseException, limit: int = 300) -> str:
@@ -501,7 +475,7 @@ def _worker_main(fd: int) -> None:
                     held = None
                     source.close()
                     source = None
-            elif op == "load":  # import a backend (torch for torchcodec takes seconds)
+            elif op == "load":  # import a backend (seconds on a cold disk)
                 __import__(_MODULES[msg[1]])
                 reply = ("loaded", msg[1])
             else:  # "ping"
@@ -575,7 +549,7 @@ class _Worker:
 class VideoReader:
     """Reads the frames a video's views need, in one batched call, within a time limit.
 
-    backend: "decord" (default), "pyav", or "torchcodec" (only when installed).
+    backend: "decord" (default) or "pyav".
     fallback: on failure, distrust or timeout of the backend, try PyAV once more.
     timeout: seconds each backend attempt may take (so at most two timeouts per video).
     isolate: decode in a worker process (time-bounded); False decodes in this process
@@ -601,11 +575,6 @@ class VideoReader:
             if v is not None and (not isinstance(v, int) or v < 1):
                 raise ValueError(f"{name} must be a positive integer or None, not {v!r}")
         self.max_short_side, self.partial = max_short_side, partial
-        if backend == "torchcodec":
-            try:
-                import torchcodec  # noqa: F401
-            except ImportError:
-                raise ValueError("backend 'torchcodec' needs the torchcodec package") from None
         self.backend, self.fallback, self.timeout = backend, fallback, float(timeout)
         self.isolate, self.short_side, self.threads = isolate, short_side, threads
         self.recycle_after = recycle_after
