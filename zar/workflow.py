@@ -213,3 +213,105 @@ def table_inputs(cfg: dict, table: int) -> list[str]:
 
 def all_tables(cfg: dict) -> list[str]:
     return [f"{cfg['results_dir']}/table{n}.{ext}" for n in cfg["tables"] for ext in ("md", "tex", "csv")]
+
+
+# ----------------------------------------------------------------------------- figures and the report
+#   results/figures/perclass/{zeroshot,b2n,ablations}/.../<result>.png   (one per result file)
+#   results/figures/ablation_table{3,4,5}.png
+#   results/figures/tsne/{dataset}/{backbone}.png
+#   results/figures/attention/{dataset}/{backbone}.png
+#   results/report/table{n}.html                                          (the tables, for the report)
+RESULT_GROUPS = ("zeroshot", "b2n", "ablations")
+
+
+def _figures_cfg(cfg: dict) -> dict[str, Any]:
+    fig = cfg.get("figures") or {}
+    return {"perclass_top": int(fig.get("perclass", {}).get("top", 10)),
+            "tsne": {"max_points": 5000, "perplexity": 30.0, "seed": 0, **fig.get("tsne", {})},
+            "attention": {"backbones": [], "videos": 4, "mode": "last", **fig.get("attention", {})}}
+
+
+def figures_dir(cfg: dict) -> str:
+    return f"{cfg['results_dir']}/figures"
+
+
+def result_files(cfg: dict) -> list[str]:
+    """Every result summary the configured tables read."""
+    return sorted({f for t in cfg["tables"] for f in table_inputs(cfg, t)})
+
+
+def perclass_figure(cfg: dict, result: str) -> str:
+    """The per-class figure of a result file: its path under results/ moved to figures/perclass/."""
+    prefix = f"{cfg['results_dir']}/"
+    if not (result.startswith(prefix) and result.endswith(".json")):
+        raise ValueError(f"{result}: not a result summary under {prefix}")
+    return f"{figures_dir(cfg)}/perclass/{result[len(prefix):-len('.json')]}.png"
+
+
+def perclass_figures(cfg: dict) -> list[str]:
+    return [perclass_figure(cfg, r) for r in result_files(cfg)]
+
+
+def ablation_figure(cfg: dict, table: int) -> str:
+    return f"{figures_dir(cfg)}/ablation_table{table}.png"
+
+
+def ablation_figures(cfg: dict) -> list[str]:
+    return [ablation_figure(cfg, t) for t in (3, 4, 5) if t in cfg["tables"]]
+
+
+def table1_backbones(cfg: dict) -> list[str]:
+    """The backbones of Table 1's rows, in row order, each once (vanilla CLIP and fine-tuned)."""
+    return list(dict.fromkeys(r["backbone"] for r in cfg["zeroshot"]["rows"]))
+
+
+def tsne_figure(cfg: dict, dataset: str, backbone: str) -> str:
+    return f"{figures_dir(cfg)}/tsne/{dataset}/{backbone}.png"
+
+
+def tsne_figures(cfg: dict) -> list[str]:
+    return [tsne_figure(cfg, d, b) for d in cfg["zeroshot"]["datasets"] for b in table1_backbones(cfg)]
+
+
+def tsne_inputs(cfg: dict, dataset: str, backbone: str) -> list[tuple[str, str]]:
+    """(embedding cache, the classes.csv its labels index) for every zero-shot split of a dataset."""
+    return [(shard, classes_csv(cfg, dataset, f"split{s}")) for s in cfg["zeroshot"]["splits"]
+            for shard in embedding_shards(cfg, dataset, f"split{s}", backbone)]
+
+
+def attention_backbones(cfg: dict) -> list[str]:
+    """Config `figures.attention.backbones`, or else the backbones of Table 1."""
+    return list(_figures_cfg(cfg)["attention"]["backbones"]) or table1_backbones(cfg)
+
+
+def attention_figure(cfg: dict, dataset: str, backbone: str) -> str:
+    return f"{figures_dir(cfg)}/attention/{dataset}/{backbone}.png"
+
+
+def attention_figures(cfg: dict) -> list[str]:
+    return [attention_figure(cfg, d, b) for d in cfg["zeroshot"]["datasets"] for b in attention_backbones(cfg)]
+
+
+def attention_lists(cfg: dict, dataset: str) -> dict[str, str]:
+    """Where the attention frames come from: the first zero-shot split's test list and classes."""
+    evalset = f"split{cfg['zeroshot']['splits'][0]}"
+    return {"videos": videos_csv(cfg, dataset, evalset), "classes": classes_csv(cfg, dataset, evalset)}
+
+
+def table_page(cfg: dict, table: int) -> str:
+    return f"{cfg['results_dir']}/report/table{table}.html"
+
+
+def all_figures(cfg: dict) -> list[str]:
+    """Every figure (PNG) the workflow draws."""
+    return perclass_figures(cfg) + ablation_figures(cfg) + tsne_figures(cfg) + attention_figures(cfg)
+
+
+def report_files(cfg: dict) -> list[str]:
+    """What the Snakemake report shows: the tables (as HTML pages) and every figure."""
+    return [table_page(cfg, t) for t in cfg["tables"]] + all_figures(cfg)
+
+
+def all_targets(cfg: dict) -> list[str]:
+    """`rule all`: the tables and everything of the report."""
+    return all_tables(cfg) + report_files(cfg)
