@@ -76,12 +76,32 @@ def _browser():
     return webdriver.Chrome(service=Service(CHROMEDRIVER), options=opts)
 
 
+def _retry(action, what: str):
+    """Run a find-and-click again when React re-rendered the element in between."""
+    import time
+
+    from selenium.common.exceptions import ElementClickInterceptedException, StaleElementReferenceException
+
+    for _ in range(20):
+        try:
+            return action()
+        except (StaleElementReferenceException, ElementClickInterceptedException, IndexError):
+            time.sleep(0.25)
+    pytest.fail(f"the report's page kept changing under {what}")
+
+
 def _click_menu(driver, label: str) -> None:
     from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
 
-    items = [a for a in driver.find_elements(By.XPATH, "//a[span]") if a.text.strip() == label]
-    assert items, f"no menu entry {label!r} in the report"
-    items[0].click()
+    def click():
+        items = [a for a in driver.find_elements(By.XPATH, "//a[span]") if a.text.strip() == label]
+        if not items:
+            return False
+        items[0].click()
+        return True
+
+    WebDriverWait(driver, 30).until(lambda d: _retry(click, label), f"no menu entry {label!r} in the report")
 
 
 def test_report_shows_every_table_and_figure_in_chromium(demo_cfg, tmp_path):
@@ -114,13 +134,16 @@ def test_report_shows_every_table_and_figure_in_chromium(demo_cfg, tmp_path):
                 _click_menu(driver, cat)
                 if len(subs) > 1:
                     _click_menu(driver, sub)
-                rows = driver.find_elements(By.XPATH, "//table/tbody/tr")
-                assert rows, f"{cat} / {sub}: no results listed"
+                rows = WebDriverWait(driver, 30).until(lambda d: d.find_elements(By.XPATH, "//table/tbody/tr"),
+                                                       f"{cat} / {sub}: no results listed")
                 for i in range(len(rows)):
-                    row = driver.find_elements(By.XPATH, "//table/tbody/tr")[i]
-                    row.find_element(By.XPATH, "./td[last()]//a[1]").click()
-                    path = driver.execute_script("return app.state.resultPath")
-                    assert path in expected, path
+                    before = driver.execute_script("return app.state.resultPath || null")
+                    _retry(lambda: driver.find_elements(By.XPATH, "//table/tbody/tr")[i]
+                           .find_element(By.XPATH, "./td[last()]//a[1]").click(), f"{cat} / {sub} row {i + 1}")
+                    path = WebDriverWait(driver, 30).until(lambda d: d.execute_script(
+                        "const p = app.state.resultPath; return p !== arguments[0] ? p : null;", before),
+                        f"{cat} / {sub} row {i + 1}: its view button shows nothing")
+                    assert path in expected and path not in seen, path
                     seen.add(path)
                     _check_shown(driver, path)
                     if shots and (path.startswith("results/report/") or path.endswith(("split1.png", "k400.png"))

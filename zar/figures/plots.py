@@ -124,6 +124,11 @@ def perclass(out_png: str | Path, rows: list[dict], matrix: np.ndarray, helped: 
 
 
 # ----------------------------------------------------------------------------- ablations
+def _errors(points: list[dict]) -> list[float] | None:
+    """Error bars (std over splits), or none at all where no point has one (a single split)."""
+    return [p["std"] or 0.0 for p in points] if any(p["std"] is not None for p in points) else None
+
+
 ABLATION_X = {3: "confidence ratio: views kept (%)", 4: "sampling rates kept", 5: "crops per clip"}
 
 
@@ -144,7 +149,7 @@ def ablation(out_png: str | Path, points: list[dict], table: int, title: str) ->
                 if not pts:
                     continue
                 ax.errorbar([p["x"] for p in pts], [p["mean"] for p in pts],
-                            yerr=[p["std"] or 0.0 for p in pts], color=colours[g], capsize=3,
+                            yerr=_errors(pts), color=colours[g], capsize=3,
                             marker="o" if s == "ours" else "s", linestyle="-" if s == "ours" else "--",
                             label=f"{g} ({'ours' if s == 'ours' else 'paper, quoted'})")
         ax.set_xlabel(ABLATION_X[3])
@@ -158,7 +163,7 @@ def ablation(out_png: str | Path, points: list[dict], table: int, title: str) ->
             pts = [by_x[c] for c in cats if by_x.get(c, {}).get("mean") is not None]
             if not pts:
                 continue
-            bars = ax.bar(xs, [p["mean"] for p in pts], width, yerr=[p["std"] or 0.0 for p in pts], capsize=3,
+            bars = ax.bar(xs, [p["mean"] for p in pts], width, yerr=_errors(pts), capsize=3,
                           color=colours[g], alpha=1.0 if s == "ours" else 0.45, hatch=None if s == "ours" else "//",
                           edgecolor="black", linewidth=0.5,
                           label=f"{g} ({'ours' if s == 'ours' else 'paper, quoted'})")
@@ -167,8 +172,8 @@ def ablation(out_png: str | Path, points: list[dict], table: int, title: str) ->
         ax.set_xlabel(ABLATION_X[table])
     ax.set_ylabel("top-1 (%)")
     ax.grid(axis="y", alpha=0.3)
-    if points:
-        ax.legend(fontsize=8, loc="best")
+    if points:  # below the axes, where it hides no point or bar
+        fig.legend(*ax.get_legend_handles_labels(), fontsize=8, loc="outside lower center", ncols=max(1, len(series)))
     else:
         ax.text(0.5, 0.5, "no results", ha="center", va="center", transform=ax.transAxes)
     ax.set_title(title, fontsize=10)
