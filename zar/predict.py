@@ -122,9 +122,10 @@ def run(args) -> int:
     print(f"{args.video}: {len(names)} classes, {report['n_views']} views ({report['kept_views']} kept), "
           f"{report['steps']} tuning step(s), backbone {report['backbone']['arch']} "
           f"({report['backbone']['pretrained'] or 'random init'}), {report['seconds']:.1f} s")
-    width = max(len("before tuning (vanilla CLIP)"), *(len(c["class_name"]) + 9 for c in report["top_before"]))
-    print(f"{'':4}{'before tuning (vanilla CLIP)':<{width}}  after tuning (ZAR)")
+    nb = max(len(c["class_name"]) for c in report["top_before"])
+    na = max(len(c["class_name"]) for c in report["top_after"])
+    print(f"{'':4}{'before tuning (vanilla CLIP)':<{max(nb + 8, 28)}}   after tuning (ZAR)")
     for b, a in zip(report["top_before"], report["top_after"]):
-        left = f"{b['class_name']} {100 * b['probability']:6.2f}%"
-        print(f"{b['rank']:>2}. {left:<{width}}  {a['class_name']} {100 * a['probability']:6.2f}%")
+        left = f"{b['class_name']:<{nb}} {100 * b['probability']:6.2f}%"
+        print(f"{b['rank']:>2}. {left:<{max(nb + 8, 28)}}   {a['class_name']:<{na}} {100 * a['probability']:6.2f}%")
     return 0
