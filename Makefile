@@ -5,24 +5,28 @@ BIN := $(VENV)/bin
 export PATH := $(abspath $(BIN)):$(PATH)
 export VIRTUAL_ENV := $(abspath $(VENV))
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-PAPER_TARGETS := results/table1.md results/table2.md results/table3.md results/table4.md results/table5.md
 
-.PHONY: setup demo test test-quick paper-dry-run lint audit clean-demo
+.PHONY: setup demo report test test-quick paper-dry-run lint audit clean-demo
 
-## setup: system packages (ffmpeg, bsdtar), a virtual environment in .venv, zar and its pinned deps
+## setup: system packages (ffmpeg, bsdtar, chromium for the report test), a virtual environment in .venv, zar and its pinned deps
 setup: $(VENV)/.zar-installed
 
 $(VENV)/.zar-installed: pyproject.toml
-	@if ! command -v ffmpeg >/dev/null || ! command -v bsdtar >/dev/null; then \
-		$(SUDO) apt-get update && $(SUDO) apt-get install -y ffmpeg libarchive-tools; fi
+	@if ! command -v ffmpeg >/dev/null || ! command -v bsdtar >/dev/null \
+		|| ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then \
+		$(SUDO) apt-get update && $(SUDO) apt-get install -y ffmpeg libarchive-tools chromium chromium-driver; fi
 	python3 -m venv $(VENV)
 	$(BIN)/pip install --upgrade pip
 	$(BIN)/pip install -e ".[test]"
 	touch $@
 
-## demo: the whole workflow on synthetic videos with a tiny CLIP, on the CPU (all five tables)
+## demo: the whole workflow on synthetic videos with a tiny CLIP, on the CPU (five tables, every figure)
 demo: setup
 	$(BIN)/snakemake --cores all --directory demo all
+
+## report: the demo's Snakemake report (tables and figures) in demo/results/report.html
+report: demo
+	$(BIN)/snakemake --directory demo --report results/report.html
 
 ## audit: check the committed split files (counts, disjointness, manifest, rebuild from sources)
 audit: setup
@@ -32,9 +36,9 @@ audit: setup
 lint: setup
 	$(BIN)/snakemake --lint
 
-## paper-dry-run: list every job the paper's five tables need (no data needed)
+## paper-dry-run: list every job the paper's five tables and figures need (no data needed)
 paper-dry-run: setup
-	$(BIN)/snakemake -n $(PAPER_TARGETS) --quiet rules
+	$(BIN)/snakemake -n all --quiet rules
 
 ## test: everything CI runs: audit, lint, paper dry run, the demo end to end, the test suite
 test: audit lint paper-dry-run demo

@@ -1,6 +1,7 @@
-# The ZAR benchmark workflow: raw data -> splits -> fine-tuning -> encode -> tune -> tables.
+# The ZAR benchmark workflow: raw data -> splits -> fine-tuning -> encode -> tune -> tables, figures.
 #   snakemake --cores all results/table1.md                       (the paper; GPU, data)
 #   snakemake --cores all --directory demo results/table1.md      (the demo; CPU, minutes)
+#   snakemake --directory demo --report results/report.html       (the report: tables and figures)
 # See README.md for targets, the SLURM profile and rerunning one ablation.
 import os
 
@@ -19,6 +20,9 @@ W.check_config(config, SCHEMA)  # a few short lines on a bad config, not the who
 validate(config, SCHEMA)  # fills in the defaults
 
 
+report: "workflow/report/workflow.rst"
+
+
 include: "workflow/rules/common.smk"
 include: "workflow/rules/download.smk"
 include: "workflow/rules/decode.smk"
@@ -27,9 +31,10 @@ include: "workflow/rules/train.smk"
 include: "workflow/rules/encode.smk"
 include: "workflow/rules/tune.smk"
 include: "workflow/rules/tables.smk"
+include: "workflow/rules/figures.smk"
 
 
 rule all:
     input:
-        W.all_tables(config),
+        W.all_targets(config),
     default_target: True

@@ -76,6 +76,8 @@ def test_table1(tmp_path):
     assert no_tuning.count("—") == 4  # paper and Δ empty in both columns
     tex = out.with_suffix(".tex").read_text()
     assert r"\begin{tabular}" in tex and r"Quoted from the paper" in tex
+    page = out.with_suffix(".html").read_text()  # the report's page: the same table, as HTML
+    assert "<title>Table 1: zero-shot top-1" in page and "<table>" in page and "<td>40.2 ± 1.3</td>" in page
     rows_csv = list(csv.DictReader(out.with_suffix(".csv").open()))
     assert len(rows_csv) == 6 and {r["column"] for r in rows_csv} == {"hmdb51", "ucf101"}
 

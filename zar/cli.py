@@ -25,6 +25,8 @@ VERBS: dict[str, tuple[str, str]] = {
     "tables": ("zar.tables", "render a paper table from result files"),
     "fetch-weights": ("zar.backbone", "download backbone weights into the cache (needs network)"),
     "bench": ("zar.bench", "benchmark encoding and tuning speed; print figures"),
+    "figures": ("zar.figures", "draw a figure of the report (perclass, ablation, tsne, attention) or a table page"),
+    "predict": ("zar.predict", "ZAR on one video with your own class names: top-5 before and after tuning"),
 }
 VERB_HELP = {k: v[1] for k, v in VERBS.items() if v[1]}
 VERB_ENTRY = {

@@ -1,6 +1,7 @@
 """`zar tables`: render one of the paper's tables from result files, beside the paper's numbers.
 
-Writes ``<out>.md``, ``<out>.tex`` and the ``<out>.csv`` they are rendered from. Every cell is
+Writes ``<out>.md``, ``<out>.tex``, the ``<out>.csv`` they are rendered from and an HTML
+page of the table (``<out>.html``, for the Snakemake report). Every cell is
 the mean ± sample std (ddof=1) over splits (or shot lists) of a top-1 % (each row says which:
 after tuning, before it, or the views' ensemble), with the number of videos evaluated of
 those listed. The paper's number and the difference sit beside a row only where the row was
@@ -265,9 +266,37 @@ def render_tex(spec: dict, records: list[dict]) -> str:
     return "\n".join(out)
 
 
+PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>{title}</title>
+<style>
+body {{ font-family: sans-serif; margin: 1.5em; color: #1e293b; background: #fff; }}
+h1 {{ font-size: 1.2em; }}
+li {{ font-size: 0.9em; margin: 0.2em 0; }}
+table {{ border-collapse: collapse; margin-top: 1em; font-size: 0.9em; }}
+th, td {{ border: 1px solid #cbd5e1; padding: 0.3em 0.6em; text-align: right; }}
+th {{ background: #f1f5f9; }}
+td:first-child, th:first-child {{ text-align: left; }}
+</style></head>
+<body>
+{body}
+</body></html>
+"""
+
+
+def render_html(spec: dict, md: str) -> str:
+    """The Markdown table as an HTML page (the Snakemake report shows HTML, not CSV)."""
+    import html
+
+    import markdown
+
+    return PAGE.format(title=html.escape(title(spec)), body=markdown.markdown(md, extensions=["tables"],
+                                                                              output_format="html"))
+
+
 def add_arguments(p) -> None:
     p.add_argument("--spec", required=True, help="the table spec as JSON text or a .json file (the workflow writes it)")
-    p.add_argument("--out", required=True, help="output prefix: writes PREFIX.md, PREFIX.tex and PREFIX.csv")
+    p.add_argument("--out", required=True,
+                   help="output prefix: writes PREFIX.md, PREFIX.tex, PREFIX.csv and PREFIX.html (for the report)")
 
 
 def run(args) -> int:
@@ -278,5 +307,6 @@ def run(args) -> int:
     atomic_write_text(out.with_suffix(".tex"), render_tex(spec, records))
     md = render_md(spec, records)
     atomic_write_text(out.with_suffix(".md"), md)
+    atomic_write_text(out.with_suffix(".html"), render_html(spec, md))
     print(md)
     return 0

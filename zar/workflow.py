@@ -350,7 +350,7 @@ def table_inputs(cfg: dict, table: int) -> list[str]:
 
 
 def all_tables(cfg: dict) -> list[str]:
-    return [f"{cfg['results_dir']}/table{n}.{ext}" for n in cfg["tables"] for ext in ("md", "tex", "csv")]
+    return [f"{cfg['results_dir']}/table{n}.{ext}" for n in cfg["tables"] for ext in ("md", "tex", "csv", "html")]
 
 
 # ----------------------------------------------------------------------------- the config
@@ -372,3 +372,84 @@ def check_config(cfg: dict, schema_path: str) -> None:
     method = cfg.get("method", {})
     load_settings(None, [f"{k}={json.dumps(v)}" for sec in ("views", "tune", "run")
                          for k, v in ((f"{sec}.{n}", x) for n, x in method.get(sec, {}).items())])
+
+
+# ----------------------------------------------------------------------------- figures and the report
+#   results/figures/perclass/table{n}/<result path with '-'>.png   (one per result of the table)
+#   results/figures/ablation_table{3,4,5}.png
+#   results/figures/tsne/{backbone}/{dataset}.png
+#   results/figures/attention/{backbone}/{dataset}.png
+#   results/table{n}.html                                          (the tables, for the report)
+# One job per table (per-class figures), per ablation table, and per backbone (t-SNE and
+# attention over every dataset): figure jobs stay few.
+
+
+def _figures_cfg(cfg: dict) -> dict[str, Any]:
+    fig = cfg.get("figures") or {}
+    return {"perclass_top": int(fig.get("perclass", {}).get("top", 10)),
+            "tsne": {"max_points": 5000, "perplexity": 30.0, "seed": 0, **fig.get("tsne", {})},
+            "attention": {"backbones": [], "videos": 4, "mode": "last", **fig.get("attention", {})}}
+
+
+def figures_dir(cfg: dict) -> str:
+    return f"{cfg['results_dir']}/figures"
+
+
+def perclass_dir(cfg: dict, table: int) -> str:
+    return f"{figures_dir(cfg)}/perclass/table{table}"
+
+
+def ablation_figure(cfg: dict, table: int) -> str:
+    return f"{figures_dir(cfg)}/ablation_table{table}.png"
+
+
+def ablation_figures(cfg: dict) -> list[str]:
+    return [ablation_figure(cfg, t) for t in (3, 4, 5) if t in cfg["tables"]]
+
+
+def table1_backbones(cfg: dict) -> list[str]:
+    """The backbones of Table 1's runs, in row order, each once."""
+    runs = cfg["zeroshot"]["runs"]
+    return list(dict.fromkeys(runs[r["run"]]["backbone"] for r in cfg["zeroshot"]["rows"]))
+
+
+def tsne_dir(cfg: dict, backbone: str) -> str:
+    return f"{figures_dir(cfg)}/tsne/{backbone}"
+
+
+def tsne_inputs(cfg: dict, dataset: str, backbone: str) -> dict[str, list[str]]:
+    """The encoding of a dataset's zero-shot videos on a backbone (the ZAR run's frames) and
+    the split files naming each video's class."""
+    zs = [e for e in evaluations(cfg) if e.kind == "zeroshot" and e.dataset == dataset and e.backbone == backbone]
+    if not zs:
+        raise ValueError(f"no zero-shot evaluation of {dataset} on {backbone}")
+    views = next((e for e in zs if e.setting("views.samples_per_rate")), zs[0])
+    return {"embeddings": evaluation_shards(cfg, views), "videos": sorted({videos_csv(cfg, dataset, e.evalset)
+                                                                           for e in zs})}
+
+
+def attention_backbones(cfg: dict) -> list[str]:
+    """Config `figures.attention.backbones`, or else the backbones of Table 1."""
+    return list(_figures_cfg(cfg)["attention"]["backbones"]) or table1_backbones(cfg)
+
+
+def attention_dir(cfg: dict, backbone: str) -> str:
+    return f"{figures_dir(cfg)}/attention/{backbone}"
+
+
+def attention_lists(cfg: dict, dataset: str) -> dict[str, str]:
+    """Where the attention frames come from: the first zero-shot split's test list and classes."""
+    evalset = f"split{cfg['zeroshot']['splits'][0]}"
+    return {"videos": videos_csv(cfg, dataset, evalset), "classes": classes_csv(cfg, dataset, evalset)}
+
+
+def figure_targets(cfg: dict) -> list[str]:
+    """Every figure job's output (folders for the batched ones)."""
+    return ([perclass_dir(cfg, t) for t in cfg["tables"]] + ablation_figures(cfg)
+            + [tsne_dir(cfg, b) for b in table1_backbones(cfg)]
+            + [attention_dir(cfg, b) for b in attention_backbones(cfg)])
+
+
+def all_targets(cfg: dict) -> list[str]:
+    """`rule all`: the tables (with their HTML pages) and every figure of the report."""
+    return all_tables(cfg) + figure_targets(cfg)

@@ -60,3 +60,104 @@ def split_files():
 
 def splits_ready():
     return f"{RES}/splits/audit.txt"
+
+
+# used by download.smk
+def download_options(w):
+    """`zar download` options of a dataset from the config (sources file, extra flags, demo data)."""
+    d = config["datasets"][w.dataset]
+    opts = [d.get("download_options", "")]
+    if d.get("sources_file"):
+        opts.append(f"--sources {d['sources_file']}")
+    if d["source"] == "synthetic":
+        opts.append(f"--demo-config {config['demo_data_config']}")
+    return " ".join(o for o in opts if o)
+
+
+# used by train.smk
+def train_job(w):
+    """dataset, lists, initial backbone, recipe, clip length, GPUs and resources of one model."""
+    t = W.trained_backbones(config)[w.backbone]
+    if "b2n" in t:
+        b, ds = config["b2n"], t["b2n"]
+        return {"dataset": ds, "videos": W.b2n_train_csv(config, ds, t["shot"]),
+                "classes": W.classes_csv(config, ds, "b2n_base"), "init": b["init"], "recipe": b["recipe"],
+                "frames": b["train_frames"], "gpus": b["gpus"], "resources": "train_b2n"}
+    e = config["training"][t]
+    return {"dataset": e["dataset"], "videos": e["videos"], "classes": e["classes"], "init": e["init"],
+            "recipe": e["recipe"], "frames": e["frames"], "gpus": e["gpus"], "resources": "train"}
+
+
+# used by train.smk
+def train_inputs(w):
+    j = train_job(w)
+    return {"videos": j["videos"], "classes": j["classes"], "decoded": f"{DATA}/{j['dataset']}/decode_manifest.csv",
+            "audit": splits_ready(), "init": W.backbone_inputs(config, j["init"])}
+
+
+# used by train.smk
+def train_params(w):
+    j = train_job(w)
+    launcher = "zar" if j["gpus"] <= 1 else f"torchrun --standalone --nproc_per_node {j['gpus']} -m zar"
+    return {"root": W.video_root(config, j["dataset"]), "backbone": W.backbone_arg(config, j["init"]),
+            "recipe": j["recipe"], "frames": j["frames"], "launcher": launcher}
+
+
+# used by train.smk
+def train_res(key, default):
+    return lambda w: res(train_job(w)["resources"], key, default)
+
+
+# used by encode.smk
+def encode_job(w):
+    return W.encoding(config, w.dataset, w.backbone, w.viewset)
+
+
+# used by tune.smk
+def tune_evaluation(kind):
+    """The evaluation (zar.workflow.Evaluation) a tuning rule's wildcards name."""
+    where = {
+        "zeroshot": lambda w: W.zeroshot_result(config, w.dataset, w.run, int(w.split)),
+        "ablation": lambda w: W.ablation_result(config, w.dataset, w.variant, int(w.split)),
+        "b2n": lambda w: W.b2n_result(config, w.dataset, int(w.shot), w.subset),
+    }[kind]
+    return lambda w: W.evaluation(config, where(w))
+
+
+# used by tune.smk
+def tune_inputs(kind):
+    find = tune_evaluation(kind)
+
+    def inputs(w):
+        e = find(w)
+        return {
+            "embeddings": W.evaluation_shards(config, e),
+            "videos": W.videos_csv(config, e.dataset, e.evalset),
+            "classes": W.classes_csv(config, e.dataset, e.evalset),
+            "model": W.backbone_inputs(config, e.backbone),
+        }
+
+    return inputs
+
+
+# used by tune.smk
+def tune_params(kind):
+    find = tune_evaluation(kind)
+
+    def params(w):
+        e = find(w)
+        return {
+            "backbone": W.backbone_arg(config, e.backbone),
+            "method": e.method,
+            "label": e.label,
+            "settings": W.settings_args(W.evaluation_settings(e)),
+        }
+
+    return params
+
+
+# used by figures.smk
+def tsne_args(w):
+    pairs = {d: W.tsne_inputs(config, d, w.backbone) for d in ZS_DATASETS}
+    return {"embeddings": " ".join(f"{d}={e}" for d, p in pairs.items() for e in p["embeddings"]),
+            "videos": " ".join(f"{d}={v}" for d, p in pairs.items() for v in p["videos"])}

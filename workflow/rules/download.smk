@@ -6,17 +6,6 @@ localrules:
     download_annotations,
 
 
-def download_options(w):
-    """`zar download` options of a dataset from the config (sources file, extra flags, demo data)."""
-    d = config["datasets"][w.dataset]
-    opts = [d.get("download_options", "")]
-    if d.get("sources_file"):
-        opts.append(f"--sources {d['sources_file']}")
-    if d["source"] == "synthetic":
-        opts.append(f"--demo-config {config['demo_data_config']}")
-    return " ".join(o for o in opts if o)
-
-
 rule download_annotations:
     output:
         videos=f"{DATA}/{{dataset}}/lists/train.csv",

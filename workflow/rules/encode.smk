@@ -4,10 +4,6 @@
 # Every tuning job (the main result and all ablation variants) reads the cache. Sharded.
 
 
-def encode_job(w):
-    return W.encoding(config, w.dataset, w.backbone, w.viewset)
-
-
 rule encode:
     input:
         decoded=f"{DATA}/{{dataset}}/decode_manifest.csv",

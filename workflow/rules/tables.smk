@@ -1,5 +1,5 @@
 # The paper's tables: ours (and, for the paper's config, the paper's numbers beside them),
-# as .md, .tex and the .csv they come from.
+# as .md, .tex, the .csv they come from, and an HTML page for the report.
 
 
 localrules:
@@ -13,6 +13,12 @@ rule tables:
         md=f"{RES}/table{{table}}.md",
         tex=f"{RES}/table{{table}}.tex",
         csv=f"{RES}/table{{table}}.csv",
+        html=report(
+            f"{RES}/table{{table}}.html",
+            caption="../report/table.rst",
+            category="1. Tables",
+            labels={"table": "Table {table}"},
+        ),
     log:
         f"{LOGS}/tables/table{{table}}.log",
     params:

@@ -5,46 +5,6 @@
 # one body; they differ in where their result lives.
 
 
-def tune_evaluation(kind):
-    """The evaluation (zar.workflow.Evaluation) a tuning rule's wildcards name."""
-    where = {
-        "zeroshot": lambda w: W.zeroshot_result(config, w.dataset, w.run, int(w.split)),
-        "ablation": lambda w: W.ablation_result(config, w.dataset, w.variant, int(w.split)),
-        "b2n": lambda w: W.b2n_result(config, w.dataset, int(w.shot), w.subset),
-    }[kind]
-    return lambda w: W.evaluation(config, where(w))
-
-
-def tune_inputs(kind):
-    find = tune_evaluation(kind)
-
-    def inputs(w):
-        e = find(w)
-        return {
-            "embeddings": W.evaluation_shards(config, e),
-            "videos": W.videos_csv(config, e.dataset, e.evalset),
-            "classes": W.classes_csv(config, e.dataset, e.evalset),
-            "model": W.backbone_inputs(config, e.backbone),
-        }
-
-    return inputs
-
-
-def tune_params(kind):
-    find = tune_evaluation(kind)
-
-    def params(w):
-        e = find(w)
-        return {
-            "backbone": W.backbone_arg(config, e.backbone),
-            "method": e.method,
-            "label": e.label,
-            "settings": W.settings_args(W.evaluation_settings(e)),
-        }
-
-    return params
-
-
 rule tune_zeroshot:
     input:
         unpack(tune_inputs("zeroshot")),

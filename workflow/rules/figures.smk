@@ -1,0 +1,142 @@
+# Figures of the report (snakemake --report results/report.html): per-class analysis of every
+# result, the ablation tables as plots, t-SNE of the video embeddings and attention maps.
+# Each figure is a PNG with the CSV it is drawn from beside it. Batched to keep jobs few: one
+# per table (per-class), per ablation table, and per backbone (t-SNE, attention over every
+# dataset). Paths come from zar.workflow.
+
+FIG = f"{RES}/figures"
+FIGCFG = config["figures"]
+DEMO_NOTE = " (DEMO: synthetic data, tiny CLIP)" if config.get("demo") else ""
+
+FIGURE_RESOURCES = dict(
+    mem_mb=res("figures", "mem_mb", 8000),
+    runtime=res("figures", "runtime", 60),
+)
+
+
+rule perclass:
+    input:
+        lambda w: W.table_inputs(config, int(w.table)),
+    output:
+        report(
+            directory(f"{FIG}/perclass/table{{table}}"),
+            patterns=["{name}.png"],
+            caption="../report/perclass.rst",
+            category="2. Per-class analysis",
+            subcategory="Table {table}",
+            labels={"result": "{name}"},
+        ),
+    log:
+        f"{LOGS}/figures/perclass/table{{table}}.log",
+    params:
+        strip=lambda w, output: os.path.dirname(os.path.dirname(os.path.dirname(output[0]))) + "/",
+        top=FIGCFG["perclass"]["top"],
+        note=shlex.quote(DEMO_NOTE),
+    threads: 1
+    resources:
+        **FIGURE_RESOURCES,
+    conda:
+        "../envs/zar.yaml"
+    shell:
+        "zar figures perclass --results {input} --strip {params.strip} --top {params.top} --note {params.note}"
+        " --out {output} > {log} 2>&1"
+
+
+rule ablation_figure:
+    input:
+        f"{RES}/table{{table}}.csv",
+    output:
+        figure=report(
+            f"{FIG}/ablation_table{{table}}.png",
+            caption="../report/ablation.rst",
+            category="3. Ablations",
+            labels={"table": "Table {table}"},
+        ),
+        data=f"{FIG}/ablation_table{{table}}.csv",
+    log:
+        f"{LOGS}/figures/ablation_table{{table}}.log",
+    wildcard_constraints:
+        table="[345]",
+    params:
+        title=lambda w: shlex.quote(f"Table {w.table}{DEMO_NOTE}"),
+    threads: 1
+    resources:
+        **FIGURE_RESOURCES,
+    conda:
+        "../envs/zar.yaml"
+    shell:
+        "zar figures ablation --table {input} --number {wildcards.table} --title {params.title}"
+        " --out {output.figure} > {log} 2>&1"
+
+
+rule tsne:
+    input:
+        lambda w: sorted({f for d in ZS_DATASETS for fs in W.tsne_inputs(config, d, w.backbone).values() for f in fs}),
+    output:
+        report(
+            directory(f"{FIG}/tsne/{{backbone}}"),
+            patterns=["{dataset}.png"],
+            caption="../report/tsne.rst",
+            category="4. t-SNE of video embeddings",
+            subcategory="{backbone}",
+            labels={"dataset": "{dataset}"},
+        ),
+    log:
+        f"{LOGS}/figures/tsne/{{backbone}}.log",
+    params:
+        a=tsne_args,
+        names=" ".join(ZS_DATASETS),
+        opts=f"--max-points {FIGCFG['tsne']['max_points']} --perplexity {FIGCFG['tsne']['perplexity']}"
+        f" --seed {FIGCFG['tsne']['seed']}",
+        title=lambda w: shlex.quote(f"{{name}}, {w.backbone}{DEMO_NOTE}"),
+    threads: res("figures", "threads", 2)
+    resources:
+        **FIGURE_RESOURCES,
+    conda:
+        "../envs/zar.yaml"
+    shell:
+        "zar figures tsne --embeddings {params.a[embeddings]} --videos {params.a[videos]} --names {params.names}"
+        " {params.opts} --title {params.title} --out {output} > {log} 2>&1"
+
+
+rule attention:
+    input:
+        videos=[W.attention_lists(config, d)["videos"] for d in ZS_DATASETS],
+        classes=[W.attention_lists(config, d)["classes"] for d in ZS_DATASETS],
+        decoded=[f"{DATA}/{d}/decode_manifest.csv" for d in ZS_DATASETS],
+        audit=splits_ready(),
+        model=lambda w: W.backbone_inputs(config, w.backbone),
+    output:
+        report(
+            directory(f"{FIG}/attention/{{backbone}}"),
+            patterns=["{dataset}.png"],
+            caption="../report/attention.rst",
+            category="5. Attention maps",
+            subcategory="{backbone}",
+            labels={"dataset": "{dataset}"},
+        ),
+    log:
+        f"{LOGS}/figures/attention/{{backbone}}.log",
+    params:
+        roots=" ".join(W.video_root(config, d) for d in ZS_DATASETS),
+        names=" ".join(ZS_DATASETS),
+        backbone=lambda w: W.backbone_arg(config, w.backbone),
+        n=FIGCFG["attention"]["videos"],
+        mode=FIGCFG["attention"]["mode"],
+        settings=W.settings_args(
+            {
+                "views.frames": config["method"]["views"]["frames"],
+                "run.backend": config["method"]["run"]["backend"],
+                "run.timeout": config["method"]["run"]["timeout"],
+            }
+        ),
+        title=lambda w: shlex.quote(f"{{name}}, {w.backbone}{DEMO_NOTE}"),
+    threads: 1
+    resources:
+        **FIGURE_RESOURCES,
+    conda:
+        "../envs/zar.yaml"
+    shell:
+        "zar figures attention --videos {input.videos} --classes {input.classes} --root {params.roots}"
+        " --names {params.names} --ext .mp4 --backbone {params.backbone} --frames {params.n} --mode {params.mode}"
+        " {params.settings} --title {params.title} --out {output} > {log} 2>&1"
