@@ -24,9 +24,13 @@ def test_vit_b16_flops_match_the_arithmetic():
     assert f["view_frames"] == 768 and f["gflops_per_video_total"] > 48 * f["gflops_inference_clip"]
 
 
-def test_bench_command_prints_figures(capsys, ffmpeg):
-    assert zar(["bench", "--backbone", "tiny", "--videos", "1", "--seconds", "1", "--size", "96x72",
-                "--classes", "5", "--set", "run.workers=0"]) == 0
+def test_bench_prints_both_paths_their_ratio_the_matrix_rate_and_the_table1_estimate(capsys, ffmpeg):
+    assert zar(["bench", "pipeline", "--backbone", "tiny", "--videos", "2", "--reference-videos", "1",
+                "--seconds", "1", "--size", "96x72", "--classes", "5", "--set", "run.workers=0"]) == 0
     out = capsys.readouterr().out
-    for what in ("read", "encode", "tune", "total", "GFLOPs", "GMACs"):
+    for what in ("read", "encode", "tune", "total", "reference", "ratio", "matrix rate", "TFLOP/s", "images/s",
+                 "peak memory", "start-up", "GFLOPs", "device-hours"):
         assert what in out, out
+    total = next(line for line in out.splitlines() if line.startswith("total")).split()
+    ours, ref = float(total[1].removesuffix("ms")), float(total[2].removesuffix("ms"))
+    assert float(total[3].removesuffix("x")) == pytest.approx(ref / ours, rel=0.05)

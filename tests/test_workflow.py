@@ -63,22 +63,63 @@ def test_every_schema_property_is_described():
     assert missing == []
 
 
-def test_encode_superset(paper):
-    # HMDB51 on the ablation backbone: 9 crops (Table 5) and all rates; elsewhere the method's 3 crops
-    assert W.encode_views(paper, "hmdb51", "split1", "vitb16_k400")["crops"] == 9
-    assert W.encode_views(paper, "hmdb51", "split1", "vitb16_openai")["crops"] == 3
-    assert W.encode_views(paper, "ucf101", "split2", "vitb16_k400")["crops"] == 3
-    assert W.encode_views(paper, "k400", "b2n_base", "b2n_k400_s1")["frames"] == 8
+def test_the_method_schema_is_zars_own_settings_rules():
+    """One source of truth: the workflow schema's `method` section is what zar.config generates
+    from the settings' declarations (the CLI applies the same rules)."""
+    from zar.config import settings_schema
+
+    schema = yaml.safe_load((ROOT / "workflow/schemas/config.schema.yaml").read_text())
+    assert schema["properties"]["method"]["properties"] == settings_schema(), (
+        "regenerate the method section of workflow/schemas/config.schema.yaml from zar.config.settings_schema():\n"
+        + yaml.safe_dump(settings_schema(), sort_keys=False))
+
+
+def test_a_bad_config_is_refused_in_a_few_lines():
+    from zar.utils import UserError
+
+    cfg = yaml.safe_load((ROOT / "config/config.yaml").read_text())
+    schema = str(ROOT / "workflow/schemas/config.schema.yaml")
+    W.check_config(copy.deepcopy(cfg), schema)
+    for change, words in (({"typo": 1}, "typo"), ({"method": {"tune": {"lr": -1}}}, "tune")):
+        bad = copy.deepcopy(cfg)
+        for k, v in change.items():
+            bad[k] = v if k == "typo" else {**bad[k], **v}
+        with pytest.raises(UserError) as e:
+            W.check_config(bad, schema)
+        assert words in str(e.value) and len(str(e.value).splitlines()) <= 6
+    bad = copy.deepcopy(cfg)
+    bad["method"]["views"]["rates"] = [1, 1]  # the schema has no "unique" rule for it: zar's own rules catch it
+    with pytest.raises(UserError, match="views.rates"):
+        W.check_config(bad, schema)
+
+
+def test_one_encoding_per_dataset_backbone_and_frames(paper):
+    encs = {(e.dataset, e.backbone, e.viewset): e for e in W.encodings(paper)}
+    # HMDB51 on the ablation backbone: 9 crops (Table 5) and all rates, for the three splits' union
+    hm = encs["hmdb51", "vitb16_k400", "t16_i16"]
+    assert hm.settings["views.crops"] == 9 and hm.settings["views.rates"] == [1, 2, 4, 8]
+    assert hm.lists == [f"splits/hmdb51/zeroshot/split{s}/test.csv" for s in (1, 2, 3)]
+    assert encs["hmdb51", "vitb16_openai", "t16_i16"].settings["views.crops"] == 3
+    assert encs["ucf101", "vitb16_k400", "t16_i16"].settings["views.crops"] == 3
+    # ViFi-CLIP's vanilla protocol: the 32-frame inference clip alone
+    vifi = encs["k600", "vitb16_openai", "t0_i32"]
+    assert vifi.settings["views.samples_per_rate"] == 0 and vifi.settings["views.infer_frames"] == 32
+    # base-to-novel: 8-frame views, the 16-frame inference clip, base and novel lists together
+    b2n = encs["k400", "b2n_k400_s1", "t8_i16"]
+    assert b2n.lists == ["splits/k400/b2n/base/test.csv", "splits/k400/b2n/novel/test.csv"]
+    assert (b2n.settings["views.frames"], b2n.settings["views.infer_frames"]) == (8, 16)
+    assert len(encs) == 3 * 3 + 3 * 3
     variants = W.ablation_variants(paper, "hmdb51")
     assert len(variants) == 10 + 4 + 4 and variants["crops9"] == {"views.crops": 9}
     assert variants["rates_drop8_4"] == {"views.rates": [1, 2]} and variants["ratio30"] == {"tune.ratio": 0.3}
     assert set(W.ablation_variants(paper, "ucf101")) == {f"ratio{p}" for p in range(10, 101, 10)}
 
 
-def test_paths_and_backbones(paper):
-    assert W.zeroshot_result(paper, "k600", "vitb16_openai", "zar", 2) == "results/zeroshot/k600/vitb16_openai/zar/split2.json"
+def test_paths_backbones_and_reused_results(paper):
+    assert W.zeroshot_result(paper, "k600", "zar", 2) == "results/zeroshot/k600/zar/split2.json"
     assert W.ablation_result(paper, "hmdb51", "crops9", 1) == "results/ablations/hmdb51/crops9/split1.json"
-    assert W.embedding_shards(paper, "k600", "split1", "vitb16_openai")[-1].endswith("f16/shard8of8.pt")
+    assert W.embedding_shards(paper, "k600", "vitb16_openai", "t16_i16")[-1] == \
+        "results/embeddings/k600/vitb16_openai/t16_i16/shard8of8.pt"
     assert W.backbone_arg(paper, "vitb16_openai") == "ViT-B-16:openai"
     assert W.backbone_arg(paper, "vitb16_k400") == "results/models/vitb16_k400"
     assert W.backbone_arg(paper, "b2n_hmdb51_s2") == "results/models/b2n_hmdb51_s2"
@@ -88,6 +129,27 @@ def test_paths_and_backbones(paper):
 
     s = load_settings(None, ["views.rates=[1, 2]", 'tune.ctx_init="a video of a"'])
     assert s.views.rates == (1, 2) and s.tune.ctx_init == "a video of a"
+    # an ablation variant that is the method itself on the ablation backbone reuses the zero-shot result
+    t3 = W.table_spec(paper, 3)
+    hmdb = next(r for r in t3["rows"] if r["key"] == "hmdb51")
+    assert hmdb["cells"]["80"] == [W.zeroshot_result(paper, "hmdb51", "zar_k400", s) for s in (1, 2, 3)]
+    assert hmdb["cells"]["30"][0] == "results/ablations/hmdb51/ratio30/split1.json"
+    e = W.evaluation(paper, "results/ablations/hmdb51/crops9/split2.json")
+    assert (e.backbone, e.evalset, W.evaluation_settings(e)["views.crops"]) == ("vitb16_k400", "split2", 9)
+
+
+def test_table1_separates_the_two_gains(paper):
+    spec = W.table_spec(paper, 1)
+    rows = {r["label"]: r for r in spec["rows"]}
+    assert [r["metric"] for r in spec["rows"]] == ["top1", "top1_before_tuning", "top1_ensemble", "top1",
+                                                   "top1_before_tuning", "top1"]
+    assert [r["paper"] for r in spec["rows"]] == ["vanilla", None, None, "zar", None, "zar_k400"]
+    assert rows["K400 fine-tuned, no tuning"]["cells"] == rows["ZAR + K400"]["cells"]  # no extra job
+    assert rows["48 views, no tuning"]["cells"] == rows["ZAR"]["cells"]
+    vifi = W.evaluation(paper, rows["Vanilla CLIP (ViFi-CLIP's protocol)"]["cells"]["hmdb51"][0])
+    st = W.evaluation_settings(vifi)
+    assert (vifi.method, st["views.infer_frames"], st["tune.template"]) == ("vanilla", 32, "{c}")
+    assert all(r["protocol"] for r in spec["rows"])
 
 
 def test_table_specs_cover_every_experiment(paper):
@@ -96,6 +158,7 @@ def test_table_specs_cover_every_experiment(paper):
     assert len(W.table_inputs(paper, 3)) == 2 * 10 * 3
     assert len(W.table_inputs(paper, 4)) == 4 * 3
     assert len(W.table_inputs(paper, 5)) == 4 * 3
+    assert len(W.evaluations(paper)) == 27 + 72 + 18
 
 
 @pytest.mark.slow
@@ -105,6 +168,7 @@ def test_paper_dry_run_lists_every_job():
                          capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-2000:]
     counts = dict(re.findall(r"^(\w+)\s+(\d+)$", out.stdout + out.stderr, re.M))
-    assert counts["tune_zeroshot"] == "27" and counts["tune_ablation"] == "84" and counts["tune_b2n"] == "18"
+    assert counts["tune_zeroshot"] == "27" and counts["tune_ablation"] == "72" and counts["tune_b2n"] == "18"
     assert counts["train"] == "10" and counts["tables"] == "5" and counts["decode"] == "4"
-    assert counts["encode"] == str(3 * 2 * (1 + 2 + 8) + 3 * 2 * (4 + 1 + 2))
+    # three encodings per zero-shot dataset (2 backbones, + the 32-frame clip), one per base-to-novel model
+    assert counts["encode"] == str(3 * (1 + 2 + 8) + 3 * (4 + 1 + 2))

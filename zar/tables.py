@@ -131,7 +131,7 @@ def _notes(spec: dict, records: list[dict]) -> list[str]:
     n_eval = sum(r["n_evaluated"] for r in records if r["column"] != "hm")
     n_list = sum(r["n_listed"] for r in records if r["column"] != "hm")
     demo = bool(spec.get("demo"))
-    notes = [f"Ours: mean ± sample std (ddof=1) over the runs of each cell."]
+    notes = ["Ours: mean ± sample std (ddof=1) over the runs of each cell."]
     if not demo:
         notes.append(f"'paper' = the number published in {paper.CITATION} (quoted, not reproduced by us), shown "
                      "only beside a row measured the way the paper measured it; Δ = ours − paper.")

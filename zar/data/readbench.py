@@ -1,6 +1,6 @@
 """Benchmark of the video reader: prints figures, asserts nothing.
 
-    python -m zar.data.readbench [--seconds 10] [--size 320x240] [--fps 30] [--frames 272]
+    zar bench read [--seconds 10] [--size 320x240] [--fps 30] [--frames 272]
 
 Makes an h264 clip with ffmpeg in a temporary folder, then times (median of --repeats):
 one batched read of --frames unique frames in this process (decord, PyAV) and through the
@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import subprocess
 import tempfile
 import time
 from pathlib import Path
@@ -27,23 +26,21 @@ def _median_ms(fn, repeats: int) -> float:
     return 1000 * statistics.median(times)
 
 
-def main(argv: list[str] | None = None) -> int:
-    from zar.video import VideoReader, _probe
-
-    p = argparse.ArgumentParser(prog="python -m zar.data.readbench", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+def add_read_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seconds", type=float, default=10.0)
     p.add_argument("--size", default="320x240")
     p.add_argument("--fps", type=int, default=30)
     p.add_argument("--frames", type=int, default=272, help="unique frames per read")
     p.add_argument("--repeats", type=int, default=7)
-    args = p.parse_args(argv)
+
+
+def run_read(args) -> int:
+    from zar.bench import make_clip
+    from zar.video import VideoReader, _probe
+
     with tempfile.TemporaryDirectory() as d:
         clip = Path(d) / "clip.mp4"
-        subprocess.run(["ffmpeg", "-v", "error", "-nostdin", "-y", "-f", "lavfi", "-i",
-                        f"testsrc=size={args.size}:rate={args.fps}:duration={args.seconds}",
-                        "-c:v", "libx264", "-pix_fmt", "yuv420p", "-g", str(args.fps), str(clip)],
-                       check=True)
+        make_clip(clip, args.seconds, args.size, args.fps)
         n = int(round(args.seconds * args.fps))
         k = min(args.frames, n)
         idx = np.sort(np.random.default_rng(0).choice(n, k, replace=False)).tolist()
@@ -87,7 +84,3 @@ def main(argv: list[str] | None = None) -> int:
               f"({100 * (worker - one) / one:+.0f}%)")
         print(f"  {'worker start (once per process, first read)':<{width}}  {start_ms:8.1f} ms")
     return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

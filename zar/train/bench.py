@@ -1,4 +1,4 @@
-"""Training speed figures: ``python -m zar.train.bench [step|data] ...`` prints clips/s.
+"""Training speed figures: ``zar bench train-step|train-data ...`` prints clips/s.
 
 - ``step``: one optimizer step of the fine-tuning loss on random clips (no decoding): the
   model's cost per clip at a micro-batch, frame count and class count.
@@ -9,7 +9,6 @@ Figures are medians over the timed repetitions after warm-up; nothing is asserte
 """
 from __future__ import annotations
 
-import argparse
 import statistics
 import time
 
@@ -82,19 +81,16 @@ def bench_data(videos: str, classes: str, root: str, ext: str | None, image_size
             "clips_per_s": n / total, "clips_per_s_after_first": 1.0 / steady if steady > 0 else None}
 
 
-def main(argv: list[str] | None = None) -> int:
-    import json
-
-    p = argparse.ArgumentParser(prog="python -m zar.train.bench", description=__doc__.splitlines()[0])
-    sub = p.add_subparsers(dest="what", required=True)
-    s = sub.add_parser("step", help="time optimizer steps on random clips")
+def add_step_arguments(s) -> None:
     s.add_argument("--backbone", default="ViT-B-16:none", help="backbone spec (weights do not matter for speed)")
     s.add_argument("--micro-batch", type=int, default=8)
     s.add_argument("--frames", type=int, default=16)
     s.add_argument("--classes", type=int, default=400)
     s.add_argument("--steps", type=int, default=10)
     s.add_argument("--device", default=None)
-    d = sub.add_parser("data", help="time decoding + augmentation through the DataLoader")
+
+
+def add_data_arguments(d) -> None:
     d.add_argument("--videos", required=True)
     d.add_argument("--classes", required=True)
     d.add_argument("--root", required=True)
@@ -103,14 +99,15 @@ def main(argv: list[str] | None = None) -> int:
     d.add_argument("--frames", type=int, default=16)
     d.add_argument("--workers", type=int, default=4)
     d.add_argument("--clips", type=int, default=64)
-    a = p.parse_args(argv)
-    if a.what == "step":
+
+
+def run_bench(a) -> int:
+    """`zar bench train-step|train-data`: one JSON line of figures."""
+    import json
+
+    if a.what == "train-step":
         res = bench_step(a.backbone, a.micro_batch, a.frames, a.classes, a.steps, a.device)
     else:
         res = bench_data(a.videos, a.classes, a.root, a.ext, a.image_size, a.frames, a.workers, a.clips)
     print(json.dumps(res))
     return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
