@@ -261,11 +261,12 @@ def _train(job: TrainJob, d: Dist) -> int:
     if bool((tokens[:, -1] != 0).any()):
         log.warning("some class prompts fill the %d-token context and may be truncated", tokens.shape[1])
     clip.train()
+    trained = trainable_parameters(clip)  # before DDP: it syncs exactly the parameters that need a gradient
     net: torch.nn.Module = VideoCLIP(clip)
     if d.world > 1:
         net = torch.nn.parallel.DistributedDataParallel(
             net, device_ids=[d.device.index] if d.device.type == "cuda" else None, broadcast_buffers=False)
-    opt = torch.optim.AdamW(trainable_parameters(clip), lr=recipe.lr, betas=tuple(recipe.betas), eps=recipe.eps,
+    opt = torch.optim.AdamW(trained, lr=recipe.lr, betas=tuple(recipe.betas), eps=recipe.eps,
                             weight_decay=recipe.weight_decay)
     scaler = torch.amp.GradScaler("cuda", enabled=d.device.type == "cuda" and recipe.precision == "fp16")
     scheduler = make_scheduler(opt, total, warmup, recipe)
@@ -320,13 +321,9 @@ def _train(job: TrainJob, d: Dist) -> int:
         if d.world > 1:
             dist.barrier()
 
+    plan = StepBatches(len(items), layout, d.rank, recipe.seed)
     with _StopFlag() as stop, open(out / "train_log.jsonl", "a", encoding="utf-8") if d.main else \
-            contextlib.nullcontext() as logf:
-        plan = StepBatches(len(items), layout, d.rank, recipe.seed)
-        loader = torch.utils.data.DataLoader(
-            dataset, batch_sampler=plan, num_workers=recipe.num_workers, collate_fn=collate,
-            worker_init_fn=worker_init, pin_memory=d.device.type == "cuda",
-            persistent_workers=recipe.num_workers > 0)
+            contextlib.nullcontext() as logf, _loader(dataset, plan, recipe, d.device) as loader:
         for epoch in range(start // spe, recipe.epochs):
             first = start % spe if epoch == start // spe else 0
             plan.set_epoch(epoch, first)
@@ -410,6 +407,21 @@ def _train(job: TrainJob, d: Dist) -> int:
                         len(skipped), out / "model.json")
         log.info("wrote %s", out / "model.safetensors")
     return 0
+
+
+@contextlib.contextmanager
+def _loader(dataset, plan, recipe: Recipe, device: torch.device):
+    """The DataLoader of the run; its worker processes are stopped when the run ends, also on
+    an error (they ignore SIGTERM, see ``worker_init``, so nothing else would stop them)."""
+    loader = torch.utils.data.DataLoader(
+        dataset, batch_sampler=plan, num_workers=recipe.num_workers, collate_fn=collate,
+        worker_init_fn=worker_init, pin_memory=device.type == "cuda", persistent_workers=recipe.num_workers > 0)
+    try:
+        yield loader
+    finally:
+        workers = getattr(loader, "_iterator", None)
+        if workers is not None:
+            workers._shutdown_workers()
 
 
 def _total_skipped(base: dict[str, dict], per_rank: list[dict[str, dict]]) -> dict[str, dict]:
