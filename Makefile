@@ -5,6 +5,9 @@ BIN := $(VENV)/bin
 export PATH := $(abspath $(BIN)):$(PATH)
 export VIRTUAL_ENV := $(abspath $(VENV))
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+# the published split sources: an offline mirror beside the repository when there is one,
+# otherwise zar fetches the pinned files into resources/reference
+SOURCES := $(if $(wildcard ../shared/reference),--sources ../shared/reference,)
 
 .PHONY: setup demo report test test-quick paper-dry-run lint audit clean-demo
 
@@ -30,7 +33,7 @@ report: demo
 
 ## audit: check the committed split files (counts, disjointness, manifest, rebuild from sources)
 audit: setup
-	$(BIN)/zar splits audit
+	$(BIN)/zar splits audit $(SOURCES)
 
 ## lint: snakemake's linter on the workflow
 lint: setup

@@ -1,4 +1,4 @@
-"""The prompt learner (PROTOCOL §2): at its init it reproduces encode_text exactly."""
+"""The prompt learner (docs/protocol.md §2): at its init it reproduces encode_text exactly."""
 import open_clip
 import pytest
 import torch

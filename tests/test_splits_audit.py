@@ -13,7 +13,11 @@ from zar.splits.audit import audit
 
 ROOT = Path(__file__).resolve().parents[1]
 SPLITS = ROOT / "splits"
-MIRROR = Path(os.environ.get("ZAR_SPLITS_SOURCES", ROOT.parent / "shared" / "reference"))
+# the published sources: ZAR_SPLITS_SOURCES, the repository's cache (zar splits build fetches
+# them there), or an offline mirror beside the repository
+MIRROR = Path(os.environ.get("ZAR_SPLITS_SOURCES") or next(
+    (p for p in (ROOT / "resources" / "reference", ROOT.parent / "shared" / "reference") if p.is_dir()),
+    ROOT / "resources" / "reference"))
 
 
 @pytest.fixture

@@ -21,13 +21,17 @@ from zar.splits.sources import SOURCES, fetch_one, resolve
 from zar.utils import UserError
 
 ROOT = Path(__file__).resolve().parents[1]
-MIRROR = Path(os.environ.get("ZAR_SPLITS_SOURCES", ROOT.parent / "shared" / "reference"))
+# the published sources: ZAR_SPLITS_SOURCES, the repository's cache (zar splits build fetches
+# them there), or an offline mirror beside the repository
+MIRROR = Path(os.environ.get("ZAR_SPLITS_SOURCES") or next(
+    (p for p in (ROOT / "resources" / "reference", ROOT.parent / "shared" / "reference") if p.is_dir()),
+    ROOT / "resources" / "reference"))
 VIFI = MIRROR / "muzairkhattak__ViFi-CLIP"
 ER = MIRROR / "DeLightCMU__ElaborativeRehearsal/datasets/Kinetics/zsl220"
 ANET = MIRROR / "activitynet__ActivityNet/Crawler/Kinetics/data"
 TSN = MIRROR / "yjxiong__temporal-segment-networks/data"
 
-# PROTOCOL section 5, typed in by hand
+# docs/protocol.md §5, typed in by hand
 RENAMED_K600 = [
     "changing wheel (not on bike)", "cooking sausages (not on barbeque)", "dyeing hair",
     "hugging (not baby)", "inflating balloons", "making the bed", "opening bottle (not wine)",

@@ -1,4 +1,4 @@
-"""Test-time tuning (PROTOCOL §3.2-3.7) against a straightforward re-implementation."""
+"""Test-time tuning (docs/protocol.md §3.2-3.7) against a straightforward re-implementation."""
 import math
 
 import pytest

@@ -1,4 +1,4 @@
-"""The view sampler (PROTOCOL §3.1)."""
+"""The view sampler (docs/protocol.md §3.1)."""
 import json
 import subprocess
 import sys

@@ -1,4 +1,4 @@
-"""Encode every view of every video ONCE and cache the embeddings (PROTOCOL §3.1-3.2).
+"""Encode every view of every video ONCE and cache the embeddings (docs/protocol.md §3.1-3.2).
 
 The image encoder is frozen during test-time tuning, so the per-view video embeddings
 (mean of frame embeddings, L2-normalised) and the inference-clip embedding are computed

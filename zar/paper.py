@@ -1,4 +1,4 @@
-"""The paper's published numbers (PROTOCOL §6), quoted beside ours in every table.
+"""The paper's published numbers (docs/protocol.md §6), quoted beside ours in every table.
 
 Liang, Lu, Tao, Allebach, "ZAR: Zero-Shot Action Recognition with Dynamic Prompt Tuning",
 Electronic Imaging 2025. Top-1 %, mean ± std over 3 splits where given. These are the

@@ -1,4 +1,4 @@
-"""CoOp-style prompt learner, as TPT uses it (PROTOCOL §2).
+"""CoOp-style prompt learner, as TPT uses it (docs/protocol.md §2).
 
 Each class's text is the template with ``{ctx}`` replaced by the context words and ``{c}`` by
 the class text: ``"{ctx} {c}."`` gives ``"a video of a {c}."``. It is tokenised per class;

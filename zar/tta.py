@@ -1,4 +1,4 @@
-"""Test-time prompt tuning (PROTOCOL §3.2-3.7).
+"""Test-time prompt tuning (docs/protocol.md §3.2-3.7).
 
 The two pure functions are TPT's core: confidence selection and marginal entropy. The
 :class:`Tuner` tunes the prompt context for each video from its cached view embeddings and
@@ -33,7 +33,7 @@ def select_confident(logits: torch.Tensor, ratio: float) -> torch.Tensor:
     """Indices of the ``int(V * ratio)`` views with the lowest entropy of softmax(logits).
 
     ``logits`` are the scaled logits (..., V, C); the result is (..., k). Stable ascending
-    sort, so ties keep view order. No view is forced in (PROTOCOL §3.3); a ratio that keeps
+    sort, so ties keep view order. No view is forced in (docs/protocol.md §3.3); a ratio that keeps
     no view is an error.
     """
     if logits.dim() < 2:
@@ -69,7 +69,7 @@ def ensemble_log_probs(logits: torch.Tensor) -> torch.Tensor:
 
 @dataclass(frozen=True)
 class TuneConfig:
-    """Test-time tuning settings; defaults are PROTOCOL §3 (TPT's optimiser settings)."""
+    """Test-time tuning settings; defaults are docs/protocol.md §3 (TPT's optimiser settings)."""
 
     steps: int = setting(1, "integer", "AdamW steps on the context per video (0 = vanilla CLIP)", minimum=0)
     lr: float = setting(5e-3, "number", "AdamW learning rate of the context", exclusiveMinimum=0)

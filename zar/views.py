@@ -1,4 +1,4 @@
-"""Where the views of a video come from (PROTOCOL §3.1): frame indices and crop boxes.
+"""Where the views of a video come from (docs/protocol.md §3.1): frame indices and crop boxes.
 
 A view is (rate, sample, crop). Rate r means a window of 1/r of the video; each rate gives
 ``samples_per_rate`` clips of ``frames`` indices; every clip is cropped at each crop position.
@@ -33,7 +33,7 @@ DEFAULT_RATES = (1, 2, 4, 8)
 @dataclass(frozen=True)
 class ViewConfig:
     """The views of one video and the inference clip. Defaults are the paper's: 3 crops x 4
-    rates x 4 samples of 16-frame views, and a 16-frame inference clip (PROTOCOL §3.1, §3.6)."""
+    rates x 4 samples of 16-frame views, and a 16-frame inference clip (docs/protocol.md §3.1, §3.6)."""
 
     frames: int = setting(16, "integer", "frames per tuning view (T; the paper's base-to-novel setting: 8)",
                           minimum=1)
@@ -95,7 +95,7 @@ def segment_indices(num_frames: int, frames: int, start: float, length: float, o
 
 def clip_indices(num_frames: int, cfg: ViewConfig, video_id: str, rate: int, sample: int) -> np.ndarray:
     """The T frame indices of one view clip: a window of num_frames/rate frames at a random
-    start, one random index inside each of T equal segments (our choice, PROTOCOL §3.1)."""
+    start, one random index inside each of T equal segments (our choice, docs/protocol.md §3.1)."""
     if num_frames < 1:
         raise ValueError("a video needs at least one frame")
     rng = _rng(cfg.seed, video_id, rate, sample)

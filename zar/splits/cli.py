@@ -17,13 +17,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         p.add_argument("--splits", default="splits", metavar="DIR",
                        help="the splits folder to write (build) or check (audit) (default: splits)")
         p.add_argument("--sources", default=DEFAULT_SOURCES, metavar="DIR",
-                       help="mirror of the source files as <owner>__<name>/<path> (default: "
-                            f"{DEFAULT_SOURCES}, relative to the current directory). The audit "
-                            "rebuilds from it when it exists and compares byte for byte")
+                       help="mirror of the source files as <owner>__<name>/<path> (default: the "
+                            f"repository's cache {DEFAULT_SOURCES}, relative to the current directory, "
+                            "where missing files are downloaded at their pinned commits). The audit "
+                            "rebuilds from the sources and compares byte for byte")
         p.add_argument("--fetch", nargs="?", const=DEFAULT_FETCH_DIR, default=None, metavar="CACHE",
                        help="download source files missing from --sources into CACHE (default: "
-                            f"{DEFAULT_FETCH_DIR}) from raw.githubusercontent.com at the pinned "
-                            "commits; each must match its pinned sha256")
+                            f"{DEFAULT_FETCH_DIR}; on by default when --sources is left at its default) "
+                            "from raw.githubusercontent.com; each must match its pinned sha256")
+        p.add_argument("--no-fetch", action="store_true", help="never download: use --sources as it is")
         if name == "build":
             p.add_argument("--builder", choices=("reference", "demo"), default="reference",
                            help="reference (default): the published files; demo: the synthetic demo's "
@@ -38,6 +40,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.fetch is None and args.sources == DEFAULT_SOURCES:
+        args.fetch = DEFAULT_FETCH_DIR  # a plain clone: fetch the pinned files into the repository's cache
+    if args.no_fetch:
+        args.fetch = None
     if args.action == "build":
         if args.builder == "demo":
             from pathlib import Path

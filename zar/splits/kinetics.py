@@ -20,7 +20,7 @@ from zar.splits.common import (
 from zar.splits.formats import VideoRow, classes_csv, videos_csv
 from zar.splits.sources import Sources
 
-# K600 name -> the K400 class it renames (PROTOCOL section 5); these count as seen classes.
+# K600 name -> the K400 class it renames (docs/protocol.md §5); these count as seen classes.
 RENAMED: dict[str, str] = {
     "changing wheel (not on bike)": "changing wheel",
     "cooking sausages (not on barbeque)": "cooking sausages",

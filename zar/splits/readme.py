@@ -79,12 +79,13 @@ MANIFEST.sha256                                    sha256sum format, paths relat
 
 ## Rebuilding
 
-`zar splits build` (run from the repository root) reads the sources from a mirror,
-`--sources DIR` (default `../shared/reference`), holding each file as
-`<owner>__<name>/<path>`; `--fetch [CACHE]` downloads files missing from the mirror into CACHE
-(default `resources/reference`). Every file must match its sha256 below, or nothing is built.
-`zar splits audit [--splits DIR]` checks a folder and, when the sources are there, rebuilds it
-into a temporary folder and compares byte for byte.
+`zar splits build` (run from the repository root) reads the sources from a folder holding
+each file as `<owner>__<name>/<path>`: by default the repository's cache `resources/reference`,
+where files it lacks are downloaded from raw.githubusercontent.com at the pinned commits;
+`--sources DIR` names an offline mirror instead (`--fetch [CACHE]` downloads what it lacks into
+CACHE, `--no-fetch` never downloads). Every file must match its sha256 below, or nothing is
+built. `zar splits audit [--splits DIR]` checks a folder and, when the sources can be had,
+rebuilds it into a temporary folder and compares byte for byte.
 
 """
 

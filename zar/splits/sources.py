@@ -1,10 +1,11 @@
 """The published files the split builder reads, and where to find them.
 
-Every source is pinned by repository, commit, path and sha256 (``pins.py``). A local mirror
-holds them as ``<owner>__<name>/<path>`` (the default mirror is ``../shared/reference``,
-relative to the current directory, i.e. the repository root). With a fetch directory, files
-missing from the mirror are downloaded from ``https://raw.githubusercontent.com/<repo>/<commit>/
-<path>`` into it (same layout), checked against the pinned sha256 before they are kept.
+Every source is pinned by repository, commit, path and sha256 (``pins.py``). A mirror folder
+holds them as ``<owner>__<name>/<path>``; the default is the repository's own cache,
+``resources/reference`` (relative to the current directory, i.e. the repository root), where
+missing files are downloaded from ``https://raw.githubusercontent.com/<repo>/<commit>/<path>``
+(same layout), each checked against its pinned sha256 before it is kept. Pass another mirror
+(e.g. an offline copy) with ``--sources``.
 """
 from __future__ import annotations
 
@@ -21,8 +22,12 @@ from zar.utils import UserError, atomic_path, progress, sha256_file
 log = logging.getLogger(__name__)
 
 RAW_BASE_URL = "https://raw.githubusercontent.com"
-DEFAULT_SOURCES = "../shared/reference"
-DEFAULT_FETCH_DIR = "resources/reference"
+DEFAULT_SOURCES = "resources/reference"
+DEFAULT_FETCH_DIR = DEFAULT_SOURCES
+
+
+class SourcesUnavailable(UserError):
+    """The pinned source files are neither in the mirror nor downloadable (e.g. no network)."""
 
 
 @dataclass(frozen=True)
@@ -95,7 +100,7 @@ def fetch_one(src: Source, dest: Path, base_url: str = RAW_BASE_URL, timeout: fl
                     h.update(chunk)
                     f.write(chunk)
         except (urllib.error.URLError, OSError) as e:
-            raise UserError(f"{url}: download failed ({e})") from None
+            raise SourcesUnavailable(f"{url}: download failed ({e})") from None
         if h.hexdigest() != src.sha256:
             raise UserError(
                 f"{url}: sha256 {h.hexdigest()} does not match the pinned {src.sha256}; not kept"

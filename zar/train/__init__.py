@@ -1,4 +1,4 @@
-"""`zar train`: fine-tune CLIP on videos (PROTOCOL §4), on one device or many (torchrun).
+"""`zar train`: fine-tune CLIP on videos (docs/protocol.md §4), on one device or many (torchrun).
 
     zar train --videos LIST.csv --classes classes.csv --root VIDEO_ROOT --out DIR \\
               [--backbone vitb16_openai] [--recipe k400|b2n|tiny|FILE.yaml] [--resume]

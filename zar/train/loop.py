@@ -1,4 +1,4 @@
-"""The fine-tuning loop (PROTOCOL §4): one process per device, DDP when there are several.
+"""The fine-tuning loop (docs/protocol.md §4): one process per device, DDP when there are several.
 
 Loss: cross-entropy between the video embedding (mean of the frame embeddings,
 L2-normalised) and the L2-normalised text embeddings of all training-class prompts,
@@ -106,7 +106,7 @@ def frozen_parameters(clip: torch.nn.Module) -> list[torch.nn.Parameter]:
 
     ViFi-CLIP computes its prompts' token embeddings once into a buffer, so the word table
     never changes; both towers, the projections, the positional embeddings and
-    ``logit_scale`` are trained (PROTOCOL §4).
+    ``logit_scale`` are trained (docs/protocol.md §4).
     """
     owner = getattr(clip, "text", None) if getattr(clip, "token_embedding", None) is None else clip
     table = getattr(owner, "token_embedding", None)

@@ -1,10 +1,10 @@
-"""Fine-tuning hyper-parameters as a typed recipe (PROTOCOL §4), with named presets.
+"""Fine-tuning hyper-parameters as a typed recipe (docs/protocol.md §4), with named presets.
 
 A recipe is a :class:`Recipe`; ``load_recipe`` accepts a preset name (``k400``, ``b2n``,
 ``tiny``) or a YAML file whose keys override a preset (``base: b2n`` picks which one;
 default ``k400``). An unknown key is an error, never silently ignored.
 
-Defaults follow PROTOCOL §4 (ViFi-CLIP's published K400 recipe, 16 frames). Where the
+Defaults follow docs/protocol.md §4 (ViFi-CLIP's published K400 recipe, 16 frames). Where the
 protocol is silent, the value is our choice and is marked so below.
 """
 from __future__ import annotations
@@ -20,7 +20,7 @@ from zar.utils import UserError, read_yaml
 @dataclass(frozen=True)
 class Recipe:
     name: str = "k400"
-    # --- optimisation (PROTOCOL §4: AdamW betas 0.9/0.98, wd 0.001, cosine to lr/100, 5 warm-up epochs)
+    # --- optimisation (docs/protocol.md §4: AdamW betas 0.9/0.98, wd 0.001, cosine to lr/100, 5 warm-up epochs)
     epochs: int = 10
     lr: float = 8e-6
     min_lr_ratio: float = 0.01  # the cosine ends at lr * min_lr_ratio (timm CosineLRScheduler, as ViFi-CLIP)
@@ -33,7 +33,7 @@ class Recipe:
     max_logit_scale: float = 100.0  # exp(logit_scale) is clamped to this after each step (our choice, as CLIP)
     precision: str = "bf16"  # autocast dtype on CUDA: bf16 | fp16 (with a loss scaler) | fp32; CPU runs fp32
     # --- data
-    frames: int = 16  # frames per clip (ViFi-CLIP: 32; PROTOCOL §4: 16)
+    frames: int = 16  # frames per clip (ViFi-CLIP: 32; docs/protocol.md §4: 16)
     prompt: str = "a photo of a {c}."
     # --- targets: label smoothing and mixup / cutmix on soft targets
     label_smoothing: float = 0.1
@@ -94,9 +94,9 @@ class Recipe:
 
 
 PRESETS: dict[str, dict[str, Any]] = {
-    # PROTOCOL §4: the "+ K400" fine-tuning.
+    # docs/protocol.md §4: the "+ K400" fine-tuning.
     "k400": {},
-    # PROTOCOL §4-5: 16 shots of the base classes, ViFi-CLIP's base-to-novel recipe, with the
+    # docs/protocol.md §4-5: 16 shots of the base classes, ViFi-CLIP's base-to-novel recipe, with the
     # K400 recipe's clip length (16 frames, our choice; ViFi-CLIP trains with 32).
     "b2n": {"name": "b2n", "epochs": 11, "lr": 2e-6, "batch_size": 64},
     # The demo and the tests: the tiny model trained from scratch needs a far higher lr than
