@@ -10,13 +10,15 @@ import pytest
 
 from zar.cli import main
 from zar.splits.audit import audit
+from zar.splits.sources import SOURCES
 
 ROOT = Path(__file__).resolve().parents[1]
 SPLITS = ROOT / "splits"
 # the published sources: ZAR_SPLITS_SOURCES, the repository's cache (zar splits build fetches
 # them there), or an offline mirror beside the repository
 MIRROR = Path(os.environ.get("ZAR_SPLITS_SOURCES") or next(
-    (p for p in (ROOT / "resources" / "reference", ROOT.parent / "shared" / "reference") if p.is_dir()),
+    (p for p in (ROOT / "resources" / "reference", ROOT.parent / "shared" / "reference")
+     if all((p / s.local).is_file() for s in SOURCES)),
     ROOT / "resources" / "reference"))
 
 

@@ -24,7 +24,8 @@ ROOT = Path(__file__).resolve().parents[1]
 # the published sources: ZAR_SPLITS_SOURCES, the repository's cache (zar splits build fetches
 # them there), or an offline mirror beside the repository
 MIRROR = Path(os.environ.get("ZAR_SPLITS_SOURCES") or next(
-    (p for p in (ROOT / "resources" / "reference", ROOT.parent / "shared" / "reference") if p.is_dir()),
+    (p for p in (ROOT / "resources" / "reference", ROOT.parent / "shared" / "reference")
+     if all((p / s.local).is_file() for s in SOURCES)),
     ROOT / "resources" / "reference"))
 VIFI = MIRROR / "muzairkhattak__ViFi-CLIP"
 ER = MIRROR / "DeLightCMU__ElaborativeRehearsal/datasets/Kinetics/zsl220"
