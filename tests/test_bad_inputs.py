@@ -111,7 +111,7 @@ def _release_fifo(fifo: Path, seconds: float = 10.0) -> None:
 def test_every_bad_video_is_skipped_with_its_reason_in_time(videos):
     """`zar encode`: the good and the partial videos are encoded, every other one is skipped
     with its reason; evaluated + skipped = listed; a FIFO costs two time limits, not a hang."""
-    from zar.encode import load_cache
+    from zar.cache import load_cache
 
     out = videos["tmp"] / "emb.pt"
     t0 = time.monotonic()
@@ -141,7 +141,7 @@ def test_every_bad_video_is_skipped_with_its_reason_in_time(videos):
 
 def test_a_partial_file_is_read_with_the_partial_flag(videos, tiny_model):
     from zar import views as V
-    from zar.encode import prepare_video
+    from zar.frames import prepare_video
     from zar.lists import VideoRow
 
     _, pre = tiny_model
@@ -157,7 +157,7 @@ def test_sigkilled_encode_with_a_corrupt_part_resumes_to_the_same_cache(videos, 
     """SIGKILL while `zar encode` waits on the FIFO (after the chunks before it are written),
     flip bytes inside one chunk, rerun: the corrupt chunk is removed and its videos encoded
     again, the others are reused, and the cache is bit-identical to an uninterrupted run's."""
-    from zar.encode import load_cache
+    from zar.cache import load_cache
 
     args = ["encode", *videos["args"], *FAST, "--set", "run.chunk=1"]
     ref = videos["tmp"] / "ref.pt"
@@ -183,7 +183,7 @@ def test_sigkilled_encode_with_a_corrupt_part_resumes_to_the_same_cache(videos, 
     kept = sorted(parts.glob("part_*.pt"))
     assert len(kept) == 8
     flip_tensor_bytes(kept[0])  # the first chunk: a good video's embeddings
-    with caplog.at_level(logging.WARNING, logger="zar.encode"):
+    with caplog.at_level(logging.WARNING, logger="zar.cache"):
         assert zar([*args, "--out", str(out)]) == 0
     assert f"removing corrupt chunk {kept[0]}" in caplog.text
     a, b = load_cache(ref), load_cache(out)
@@ -194,7 +194,7 @@ def test_sigkilled_encode_with_a_corrupt_part_resumes_to_the_same_cache(videos, 
 
 
 def test_flipped_bytes_in_a_final_cache_are_refused(videos, capsys):
-    from zar.encode import load_cache
+    from zar.cache import load_cache
 
     out = videos["tmp"] / "emb.pt"
     assert zar(["encode", *videos["args"], "--out", str(out), *FAST]) == 0
@@ -337,7 +337,7 @@ def test_the_content_digest_sees_values_dtypes_shapes_and_structure():
 
 
 def test_a_pickled_object_in_an_embedding_cache_is_refused_and_never_run(tmp_path):
-    from zar.encode import load_cache
+    from zar.cache import load_cache
 
     marker = tmp_path / "ran"
 
@@ -376,7 +376,7 @@ def test_a_full_disk_is_a_one_line_error_and_leaves_nothing(tmp_path, monkeypatc
     import zar.integrity as integrity
     import zar.train.checkpoint as ck
     import zar.utils as utils
-    from zar.encode import save_cache
+    from zar.cache import save_cache
 
     for module in (integrity, utils, ck):
         monkeypatch.setattr(module, "open", _FullDisk, raising=False)

@@ -11,7 +11,9 @@ import torch.nn.functional as F
 from conftest import moving_square, write_video
 from zar import views as V
 from zar.cli import main as zar
-from zar.encode import VideoEncoder, load_cache, prepare_video
+from zar.cache import load_cache
+from zar.encode import VideoEncoder
+from zar.frames import prepare_video
 from zar.lists import VideoRow
 
 COLOURS = {"red": (255, 0, 0), "green": (0, 255, 0), "blue": (0, 0, 255)}

@@ -249,7 +249,7 @@ def _split_list(path, rows):
 
 
 def test_tsne_verb_reads_one_encoding_and_the_lists_naming_the_classes(tmp_path):
-    from zar.encode import FORMAT, HEADER_KEYS, save_cache
+    from zar.cache import FORMAT, HEADER_KEYS, save_cache
     from zar.figures import tsne_points
 
     rng = np.random.default_rng(3)

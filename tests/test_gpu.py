@@ -13,7 +13,8 @@ import torch
 import torch.nn.functional as F
 
 from zar.backbone import build_model
-from zar.encode import VideoEncoder, prepare_video
+from zar.encode import VideoEncoder
+from zar.frames import prepare_video
 from zar.lists import VideoRow
 from zar.tta import TuneConfig, Tuner
 from zar.views import ViewConfig

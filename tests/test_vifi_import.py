@@ -123,7 +123,7 @@ def test_imported_weights_are_read_with_their_preprocessing(tmp_path, fake_yacs,
     from torchvision.transforms.v2 import functional as TF
 
     from zar.backbone import build_model
-    from zar.encode import prepare_video
+    from zar.frames import prepare_video
     from zar.lists import VideoRow
     from zar.views import ViewConfig
 

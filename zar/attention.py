@@ -8,7 +8,7 @@ is left as it is. Two maps per image, over the patch grid:
 - ``rollout``: attention rollout (Abnar & Zuidema 2020): per block ``0.5 * A + 0.5 * I``,
   rows renormalised, multiplied from the first block to the last; the class token's row.
 
-Frames are preprocessed as the inference clip is (`zar.encode.prepare_video`: short side to
+Frames are preprocessed as the inference clip is (`zar.frames.prepare_video`: short side to
 the model's image size, centre crop; CLIP normalisation).
 """
 from __future__ import annotations
@@ -113,8 +113,8 @@ def pick_videos(rows: list, n: int) -> list:
 
 def middle_frames(rows: list, n: int, frames: int, pre, backend: str = "decord", timeout: float = 60.0):
     """Up to ``n`` (row, uint8 frame (3,S,S)): the middle frame of each video's inference clip,
-    preprocessed by `zar.encode.prepare_video` (so exactly what the model sees at inference)."""
-    from zar.encode import prepare_video
+    preprocessed by `zar.frames.prepare_video` (so exactly what the model sees at inference)."""
+    from zar.frames import prepare_video
     from zar.views import ViewConfig
 
     cfg = ViewConfig(frames=frames, rates=(1,), samples_per_rate=1, crops=1)

@@ -374,17 +374,3 @@ def autocast(device: torch.device | str):
     if dev.type == "cuda":
         return torch.autocast("cuda", dtype=torch.bfloat16)
     return contextlib.nullcontext()
-
-
-# ----------------------------------------------------------------------------- verb fetch-weights
-def add_fetch_arguments(p) -> None:
-    p.add_argument("--arch", default="ViT-B-16", help="open_clip architecture (default ViT-B-16)")
-    p.add_argument("--pretrained", default="openai", help="open_clip pretrained tag (default openai)")
-    p.add_argument("--cache-dir", default=None, help="cache directory (default: the Hugging Face cache)")
-
-
-def run_fetch(args) -> int:
-    spec = BackboneSpec(args.arch, args.pretrained)
-    path = resolve_weights(spec, cache_dir=args.cache_dir)
-    print(path)
-    return 0

@@ -109,7 +109,8 @@ def peak_memory(device: str) -> str:
 # ----------------------------------------------------------------------------- zar's path
 def zar_path(rows, settings, model, pre, class_texts, device) -> dict:
     """`zar encode` then `zar tune` on ``rows``, in one process: seconds per video by stage."""
-    from zar.encode import VideoEncoder, iter_prepared
+    from zar.encode import VideoEncoder
+    from zar.frames import iter_prepared
     from zar.tta import Tuner
 
     cfg, run = settings.views, settings.run

@@ -20,25 +20,20 @@ VERBS: dict[str, tuple[str, str]] = {
     "splits": ("zar.splits.cli", "build or audit the committed split files"),
     "download": ("zar.data.download", "download a dataset (Kinetics, UCF101, HMDB51) with a manifest"),
     "decode": ("zar.data.decode", "re-encode videos to a uniform, fast-to-seek form"),
-    "train": ("zar.train", "fine-tune CLIP on videos (K400 or 16-shot base classes)"),
+    "train": ("zar.train.cli", "fine-tune CLIP on videos (K400 or 16-shot base classes)"),
     "import-vifi": ("zar.train.vifi", "import a ViFi-CLIP checkpoint as a zar backbone"),
     "tables": ("zar.tables", "render a paper table from result files"),
-    "fetch-weights": ("zar.backbone", "download backbone weights into the cache (needs network)"),
-    "bench": ("zar.bench", "benchmark encoding and tuning speed; print figures"),
-    "figures": ("zar.figures", "draw a figure of the report (perclass, ablation, tsne, attention) or a table page"),
+    "fetch-weights": ("zar.weights", "download backbone weights into the cache (needs network)"),
+    "bench": ("zar.bench", "speed figures: zar's pipeline against a reference, training, the video reader"),
+    "figures": ("zar.figures", "draw the report's figures (perclass, ablation, tsne, attention)"),
     "predict": ("zar.predict", "ZAR on one video with your own class names: top-5 before and after tuning"),
 }
-VERB_HELP = {k: v[1] for k, v in VERBS.items() if v[1]}
-VERB_ENTRY = {
-    # verb -> (module, add_arguments name, run name); default names otherwise
-    "fetch-weights": ("zar.backbone", "add_fetch_arguments", "run_fetch"),
-}
+VERB_HELP = {k: v[1] for k, v in VERBS.items()}
 
 
 def _entry(verb: str):
-    module, add_name, run_name = VERB_ENTRY.get(verb, (VERBS[verb][0], "add_arguments", "run"))
-    mod = importlib.import_module(module)
-    return getattr(mod, add_name), getattr(mod, run_name)
+    mod = importlib.import_module(VERBS[verb][0])
+    return mod.add_arguments, mod.run
 
 
 def _top_parser() -> argparse.ArgumentParser:

@@ -33,7 +33,8 @@ def add_arguments(p) -> None:
 def run(args) -> int:
     from zar.backbone import build_model, parse_spec
     from zar.config import load_settings
-    from zar.encode import VideoEncoder, iter_prepared, partial_record
+    from zar.encode import VideoEncoder
+    from zar.frames import iter_prepared, partial_record
     from zar.lists import read_classes, read_videos
     from zar.results import PredictionLog, fingerprint, record, write_summary
     from zar.tta import Tuner, kept_count

@@ -63,7 +63,8 @@ def predict_video(video: str, classes, backbone: str, settings) -> dict[str, Any
     import time
 
     from zar.backbone import build_model, parse_spec
-    from zar.encode import VideoEncoder, prepare_video
+    from zar.encode import VideoEncoder
+    from zar.frames import prepare_video
     from zar.lists import VideoRow
     from zar.tta import Tuner, kept_count
 

@@ -82,7 +82,7 @@ def run(args) -> int:
     from zar.backbone import build_model, parse_spec
     from zar.config import load_settings
     from zar.cost import flops
-    from zar.encode import open_caches
+    from zar.cache import open_caches
     from zar.lists import read_classes, read_videos
     from zar.results import PredictionLog, fingerprint, record, write_summary
     from zar.tta import Tuner, kept_count

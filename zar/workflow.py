@@ -369,6 +369,19 @@ def check_config(cfg: dict, schema_path: str) -> None:
     if errors:
         lines = [f"  {'.'.join(map(str, e.path)) or '(top level)'}: {e.message[:200]}" for e in errors[:5]]
         raise UserError("the config does not fit workflow/schemas/config.schema.yaml:\n" + "\n".join(lines))
+    from zar.datasets import DATASETS
+
+    named = {("datasets", k) for k in cfg.get("datasets", {})}
+    for part in ("zeroshot", "b2n"):
+        named |= {(f"{part}.datasets", k) for k in cfg.get(part, {}).get("datasets", [])}
+    for name, entry in cfg.get("ablations", {}).items():
+        if isinstance(entry, dict):
+            named |= {(f"ablations.{name}.datasets", k) for k in entry.get("datasets", [])}
+    named |= {(f"training.{t}.dataset", e["dataset"]) for t, e in cfg.get("training", {}).items()}
+    unknown = sorted(f"{where}: {k}" for where, k in named if k not in DATASETS)
+    if unknown:
+        raise UserError(f"unknown dataset(s) in the config ({'; '.join(unknown[:5])}); zar knows "
+                        f"{', '.join(DATASETS)} (zar/datasets.py)")
     method = cfg.get("method", {})
     load_settings(None, [f"{k}={json.dumps(v)}" for sec in ("views", "tune", "run")
                          for k, v in ((f"{sec}.{n}", x) for n, x in method.get(sec, {}).items())])

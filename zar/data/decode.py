@@ -21,6 +21,7 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from fractions import Fraction
 from pathlib import Path, PurePosixPath
 
+from zar.datasets import DATASETS
 from zar.data.manifest import (DECODE_COLUMNS, ListEntry, entry_problem, raw_path, read_lists,
                                read_manifest, summary_line, write_manifest)
 from zar.data.media import (ToolTimeout, container_problem, ffprobe_json, last_line, require_tool,
@@ -35,7 +36,7 @@ CHECKPOINT_SECONDS = 60.0
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--dataset", required=True, choices=("k400", "k600", "ucf101", "hmdb51"),
+    p.add_argument("--dataset", required=True, choices=list(DATASETS),
                    help="which dataset")
     p.add_argument("--root", help="dataset folder (default data/<dataset>)")
     p.add_argument("--list", action="append", default=[], metavar="CSV",

@@ -17,6 +17,7 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path, PurePosixPath
 
 from zar.data import kinetics, official
+from zar.datasets import DATASETS, SOURCES
 from zar.data.fetch import FetchError, RateLimiter, verified_download
 from zar.data.manifest import (DOWNLOAD_COLUMNS, ListEntry, entry_problem, raw_path, read_lists,
                                read_manifest, summary_line, write_manifest)
@@ -26,13 +27,12 @@ from zar.utils import UserError, atomic_write_text, progress, provenance, write_
 
 log = logging.getLogger(__name__)
 
-DATASETS = ("k400", "k600", "ucf101", "hmdb51")
 CHECKPOINT_SECONDS = 60.0
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--dataset", required=True, choices=DATASETS, help="which dataset")
-    p.add_argument("--source", choices=("youtube", "cvdf", "official", "synthetic"),
+    p.add_argument("--dataset", required=True, choices=list(DATASETS), help="which dataset")
+    p.add_argument("--source", choices=SOURCES,
                    help="where videos come from: Kinetics 'cvdf' (default) or 'youtube'; "
                         "UCF101/HMDB51 'official' (default); 'synthetic': the demo's generated videos "
                         "(--demo-config), written straight in the normalised form of `zar decode`")
@@ -72,10 +72,10 @@ def run(args: argparse.Namespace) -> int:
         write_videos(load_config(args.demo_config), ds, root)
         print(f"{ds}: synthetic videos and manifest under {root}")
         return 0
-    kinetic = ds in ("k400", "k600")
-    source = args.source or ("cvdf" if kinetic else "official")
-    if kinetic == (source == "official"):
-        raise UserError(f"--source {source} does not apply to {ds}")
+    kinetic = DATASETS[ds].kinetics
+    source = args.source or DATASETS[ds].sources[0]
+    if source not in DATASETS[ds].sources:
+        raise UserError(f"--source {source} does not apply to {ds} (it has {', '.join(DATASETS[ds].sources)})")
     sources = load_sources(args.sources)
     lock = SourceLock(args.lock or root / LOCK_NAME)
     if args.annotations:
@@ -179,7 +179,7 @@ class Downloader:
 
     def problem(self, e: ListEntry) -> str | None:
         why = entry_problem(e)
-        if why is None and self.ds in ("k400", "k600"):
+        if why is None and DATASETS[self.ds].kinetics:
             why = kinetics.entry_problem(e)
         return why
 

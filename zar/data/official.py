@@ -23,7 +23,6 @@ from zar.utils import UserError, read_json, write_json
 
 log = logging.getLogger(__name__)
 
-DATASETS = ("ucf101", "hmdb51")
 
 
 def fetch_and_extract(dataset: str, root: Path, sources: Sources, *, retries: int, backoff: float,

@@ -134,7 +134,7 @@ def tsne_points(embeddings: list[str], videos: list[str]):
     that knows the cache layout."""
     import numpy as np
 
-    from zar.encode import open_caches
+    from zar.cache import open_caches
     from zar.splits.formats import read_videos
 
     cache = open_caches(list(embeddings))

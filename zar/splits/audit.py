@@ -17,6 +17,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from zar.datasets import DATASETS, expected_counts, with_role
 from zar.splits.common import is_kinetics_stem
 from zar.splits.formats import CLASS_HEADER, MANIFEST, VIDEO_HEADER, class_text, parse_csv
 from zar.splits.kinetics import RENAMED
@@ -26,29 +27,10 @@ SPLITS = (1, 2, 3)
 SHOTS = 16
 MAX_ROW_MESSAGES = 5
 
-# class list -> number of classes
-CLASS_COUNTS: dict[str, int] = {
-    "k400/classes.csv": 400, "k600/classes.csv": 600, "ucf101/classes.csv": 101, "hmdb51/classes.csv": 51,
-    "k600/zeroshot/novel220.csv": 220,
-    **{f"k600/zeroshot/split{k}/classes.csv": 160 for k in SPLITS},
-    **{f"k600/zeroshot/split{k}/val_classes.csv": 60 for k in SPLITS},
-    **{f"ucf101/zeroshot/split{k}/classes.csv": 101 for k in SPLITS},
-    **{f"hmdb51/zeroshot/split{k}/classes.csv": 51 for k in SPLITS},
-    "k400/b2n/base/classes.csv": 200, "k400/b2n/novel/classes.csv": 200,
-    "hmdb51/b2n/base/classes.csv": 26, "hmdb51/b2n/novel/classes.csv": 25,
-    "ucf101/b2n/base/classes.csv": 51, "ucf101/b2n/novel/classes.csv": 50,
-}
-# video list -> number of videos (docs/protocol.md §5; ViFi-CLIP's list sizes for base-to-novel)
-VIDEO_COUNTS: dict[str, int] = {
-    **{f"k600/zeroshot/split{k}/test.csv": n for k, n in zip(SPLITS, (14131, 14078, 14167))},
-    **{f"ucf101/zeroshot/split{k}/test.csv": n for k, n in zip(SPLITS, (3783, 3734, 3696))},
-    **{f"hmdb51/zeroshot/split{k}/test.csv": 1530 for k in SPLITS},
-    "k400/b2n/base/test.csv": 9944, "k400/b2n/novel/test.csv": 9933,
-    "hmdb51/b2n/base/test.csv": 780, "hmdb51/b2n/novel/test.csv": 750,
-    "ucf101/b2n/base/test.csv": 2088, "ucf101/b2n/novel/test.csv": 1695,
-    **{f"{ds}/b2n/base/train_s{k}.csv": n * SHOTS
-       for ds, n in (("k400", 200), ("hmdb51", 26), ("ucf101", 51)) for k in SPLITS},
-}
+# split file -> number of classes (class lists) or videos (video lists): zar.datasets
+_CLASS_LISTS = ("classes.csv", "novel220.csv", "val_classes.csv")
+CLASS_COUNTS: dict[str, int] = {p: n for p, n in expected_counts().items() if p.endswith(_CLASS_LISTS)}
+VIDEO_COUNTS: dict[str, int] = {p: n for p, n in expected_counts().items() if not p.endswith(_CLASS_LISTS)}
 # videos ViFi-CLIP evaluated (vifi_subset = 1)
 VIFI_COUNTS = {f"k600/zeroshot/split{k}/test.csv": n for k, n in zip(SPLITS, (14084, 13978, 14136))}
 LAYOUT = set(CLASS_COUNTS) | set(VIDEO_COUNTS) | {"README.md", MANIFEST}
@@ -143,7 +125,7 @@ def check_classes(a: Audit, rel: str, expected: int) -> None:
 
 
 def _path_problem(ds: str, rel: str, vid: str, path: str, cls: str) -> str | None:
-    if ds in ("k400", "k600"):
+    if DATASETS[ds].kinetics:
         want = "test" if "/zeroshot/" in rel else "train" if "/train_s" in rel else "val"
         if not is_kinetics_stem(vid) or path != f"{want}/{vid}.mp4":
             return f"video {vid}: path {path!r}, expected '{want}/<youtube_id>_<start>_<end>.mp4' = video_id"
@@ -273,7 +255,7 @@ def check_b2n(a: Audit, ds: str) -> None:
         if wrong:
             a.fail(rel, f"{len(wrong)} base classes without exactly {SHOTS} shots, "
                         f"e.g. {dict(list(wrong.items())[:3])}")
-    if ds != "k400":  # UCF101 / HMDB51: base_val + novel_val = the split-1 test set
+    if not DATASETS[ds].kinetics:  # UCF101 / HMDB51: base_val + novel_val = the split-1 test set
         split1 = _ids(a, f"{ds}/zeroshot/split1/test.csv")
         if split1 and (base_test | novel_test) != split1:
             a.fail(f"{ds}/b2n/base/test.csv", "base + novel test videos differ from zeroshot/split1/"
@@ -281,17 +263,19 @@ def check_b2n(a: Audit, ds: str) -> None:
 
 
 def check_zeroshot(a: Audit, ds: str) -> None:
-    """UCF101 / HMDB51 zero-shot splits classify over all classes; HMDB has 30 per class."""
+    """UCF101 / HMDB51 zero-shot splits classify over all classes; a dataset with a fixed number
+    of test videos per class (HMDB51: 30) has it in every split."""
+    per_class = DATASETS[ds].test_per_class
     full = a.classes.get(f"{ds}/classes.csv")
     for k in SPLITS:
         rel = f"{ds}/zeroshot/split{k}/classes.csv"
         if full is not None and a.classes.get(rel) not in (None, full):
             a.fail(rel, f"differs from {ds}/classes.csv (zero-shot splits classify over all classes)")
         per = Counter(r[2] for r in a.videos.get(f"{ds}/zeroshot/split{k}/test.csv", []))
-        odd = {c: n for c, n in per.items() if n != 30}
-        if ds == "hmdb51" and odd:
+        odd = {c: n for c, n in per.items() if n != per_class}
+        if per_class and odd:
             a.fail(f"{ds}/zeroshot/split{k}/test.csv",
-                   f"classes without 30 test videos: {dict(list(odd.items())[:3])}")
+                   f"classes without {per_class} test videos: {dict(list(odd.items())[:3])}")
 
 
 def check_same_video_same_label(a: Audit) -> None:
@@ -347,10 +331,11 @@ def audit(root: str | Path, sources_dir: str | Path | None = None,
     for rel, n in sorted(VIDEO_COUNTS.items()):
         check_videos(a, rel, n)
     check_k600_classes(a)
-    for ds in ("k400", "hmdb51", "ucf101"):
+    for ds in with_role("b2n"):
         check_b2n(a, ds)
-    for ds in ("hmdb51", "ucf101"):
-        check_zeroshot(a, ds)
+    for ds in with_role("zeroshot"):
+        if not DATASETS[ds].kinetics:  # whole-dataset zero-shot splits (UCF101, HMDB51)
+            check_zeroshot(a, ds)
     check_same_video_same_label(a)
     if sources_dir is not None and (Path(sources_dir).is_dir() or fetch_dir is not None):
         check_rebuild(a, sources_dir, fetch_dir)
@@ -376,8 +361,8 @@ def audit_generic(root: str | Path) -> Audit:
     class_lists = [rel for rel in csvs if rel.rsplit("/", 1)[-1] in ("classes.csv", "novel220.csv", "val_classes.csv")]
     for rel in class_lists:
         ds = rel.split("/")[0]
-        if ds not in ("k400", "k600", "ucf101", "hmdb51"):
-            a.fail(rel, f"unknown dataset folder {ds!r}")
+        if ds not in DATASETS:
+            a.fail(rel, f"unknown dataset folder {ds!r} (known: {', '.join(DATASETS)})")
             continue
         got = _read(a, rel)
         if got is not None:
@@ -386,7 +371,7 @@ def audit_generic(root: str | Path) -> Audit:
         if rel in class_lists:
             continue
         check_videos(a, rel, None, official=False)
-    for ds in ("k400", "hmdb51", "ucf101", "k600"):
+    for ds in DATASETS:
         _check_b2n_generic(a, ds)
     check_same_video_same_label(a)
     seen = set(a.classes.get("k400/classes.csv", []))

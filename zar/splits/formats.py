@@ -14,38 +14,22 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
 
 from zar.utils import UserError
 
-DATASETS = ("k400", "k600", "ucf101", "hmdb51")
 CLASS_HEADER = ("class_index", "class_name", "text")
 VIDEO_HEADER = ("video_id", "path", "class_name", "class_index")
 MANIFEST = "MANIFEST.sha256"
 
-# "ApplyEyeMakeup" -> "Apply Eye Makeup": a space before an upper-case letter that follows a
-# lower-case letter or digit, and before the last capital of a run of capitals followed by a
-# lower-case letter ("ABCDef" -> "ABC Def"; UCF101 has no such run today).
-_CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
-
 
 def class_text(dataset: str, class_name: str) -> str:
-    """The text the text encoder reads for a class.
+    """The text the text encoder reads for a class of ``dataset`` (its rule: zar.datasets)."""
+    from zar.datasets import get
 
-    All datasets: underscores become spaces, runs of white space collapse to one space.
-    UCF101 only: CamelCase is split into words and the result lower-cased
-    ("ApplyEyeMakeup" -> "apply eye makeup", "YoYo" -> "yo yo", "Skijet" -> "skijet").
-    Kinetics names are kept as they are (case included).
-    """
-    if dataset not in DATASETS:
-        raise ValueError(f"unknown dataset {dataset!r}")
-    text = class_name.replace("_", " ")
-    if dataset == "ucf101":
-        text = _CAMEL.sub(" ", text).lower()
-    return " ".join(text.split())
+    return get(dataset).class_text(class_name)
 
 
 @dataclass(frozen=True)
