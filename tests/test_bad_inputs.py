@@ -142,14 +142,14 @@ def test_every_bad_video_is_skipped_with_its_reason_in_time(videos):
 def test_a_partial_file_is_read_with_the_partial_flag(videos, tiny_model):
     from zar import views as V
     from zar.frames import prepare_video
-    from zar.lists import VideoRow
+    from zar.splits.formats import VideoRow
 
     _, pre = tiny_model
     cfg = V.ViewConfig()
-    cut = prepare_video(VideoRow("truncated", str(videos["root"] / "truncated.mp4"), 0, "red"), cfg, pre)
+    cut = prepare_video(VideoRow("truncated", str(videos["root"] / "truncated.mp4"), "red", 0), cfg, pre)
     assert cut["partial"] is True and cut["frames_declared"] == 100
     assert 0 < cut["frames_read"] < 60 and cut["frames_read"] == cut["num_frames"] == cut["plan"].num_frames
-    good = prepare_video(VideoRow("red", str(videos["root"] / "red.mp4"), 0, "red"), cfg, pre)
+    good = prepare_video(VideoRow("red", str(videos["root"] / "red.mp4"), "red", 0), cfg, pre)
     assert good["partial"] is False and good["frames_read"] == good["frames_declared"] == 24
 
 

@@ -16,7 +16,8 @@ from videos_fixtures import LocalServer, make_rar, make_video, tar_bytes, ucf_ar
 from zar.cli import main
 from zar.data.download import Downloader
 from zar.data.fetch import FetchError, http_download
-from zar.data.manifest import ListEntry, read_manifest
+from zar.data.manifest import read_manifest
+from zar.splits.formats import VideoRow
 from zar.data.sources import load_sources
 from zar.utils import UserError
 
@@ -209,7 +210,7 @@ def test_youtube_transient_failure_retried(server, tmp_path):
     d = Downloader("k600", tmp_path / "k600", "youtube",
                    load_sources({"youtube_url": server.url("/{youtube_id}.mp4")}),
                    workers=1, rate_limit=0, retries=2, backoff=0.01)
-    rows = d.run([ListEntry("CCCCCCCCCCC_000000_000001", "test/CCCCCCCCCCC_000000_000001.mp4")])
+    rows = d.run([VideoRow("CCCCCCCCCCC_000000_000001", "test/CCCCCCCCCCC_000000_000001.mp4")])
     assert rows["CCCCCCCCCCC_000000_000001"]["status"] == "ok"
     assert len(server.gets("/CCCCCCCCCCC.mp4")) >= 2
 

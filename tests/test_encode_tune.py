@@ -14,7 +14,7 @@ from zar.cli import main as zar
 from zar.cache import load_cache
 from zar.encode import VideoEncoder
 from zar.frames import prepare_video
-from zar.lists import VideoRow
+from zar.splits.formats import VideoRow
 
 COLOURS = {"red": (255, 0, 0), "green": (0, 255, 0), "blue": (0, 0, 255)}
 
@@ -57,7 +57,7 @@ def test_dedup_encoding_equals_naive_per_view(tiny_model, make_video):
     model, pre = tiny_model
     path = make_video("v.mp4", n=30, h=72, w=96)
     cfg = V.ViewConfig(crops=5)
-    row = VideoRow("v", str(path), 0, "red")
+    row = VideoRow("v", str(path), "red", 0)
     prepared = prepare_video(row, cfg, pre)
     views, infer = VideoEncoder(model, pre, cfg, batch_size=37).encode(prepared)
     with av.open(str(path)) as c:

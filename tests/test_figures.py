@@ -182,9 +182,9 @@ def test_attention_maps_match_attention_computed_by_hand(arch, tiny_model):
 
 def test_pick_videos_spreads_over_classes():
     from zar.attention import pick_videos
-    from zar.lists import VideoRow
+    from zar.splits.formats import VideoRow
 
-    rows = [VideoRow(f"v{c}_{i}", f"v{c}_{i}.mp4", c, f"c{c}") for c in range(9) for i in range(2)]
+    rows = [VideoRow(f"v{c}_{i}", f"v{c}_{i}.mp4", f"c{c}", c) for c in range(9) for i in range(2)]
     picked = pick_videos(rows, 3)
     assert [r.video_id for r in picked[:3]] == ["v0_0", "v4_0", "v8_0"]
     assert len(picked) == len(rows) and len(set(picked)) == len(rows)  # the rest follow, as replacements

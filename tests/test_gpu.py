@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from zar.backbone import build_model
 from zar.encode import VideoEncoder
 from zar.frames import prepare_video
-from zar.lists import VideoRow
+from zar.splits.formats import VideoRow
 from zar.tta import TuneConfig, Tuner
 from zar.views import ViewConfig
 
@@ -40,7 +40,7 @@ def test_encoding_on_cuda_matches_cpu(models, tmp_path):
     path = tmp_path / "v.mp4"
     write_video(path, moving_square(n=40), fps=15)
     cfg = ViewConfig(crops=9)
-    prepared = prepare_video(VideoRow("v", str(path), 0, ""), cfg, pre)
+    prepared = prepare_video(VideoRow("v", str(path), class_index=0), cfg, pre)
     v_cpu, i_cpu = VideoEncoder(cpu, pre, cfg, "cpu").encode(prepared)
     v_gpu, i_gpu = VideoEncoder(gpu, pre, cfg, "cuda").encode(prepared)
     assert v_gpu.dtype == torch.float32 and v_gpu.shape == v_cpu.shape == (144, 64)

@@ -124,7 +124,7 @@ def test_imported_weights_are_read_with_their_preprocessing(tmp_path, fake_yacs,
 
     from zar.backbone import build_model
     from zar.frames import prepare_video
-    from zar.lists import VideoRow
+    from zar.splits.formats import VideoRow
     from zar.views import ViewConfig
 
     ckpt = save_vifi(tmp_path / "vifi.pth", to_vifi(tiny_state(1)), fake_yacs)
@@ -132,7 +132,7 @@ def test_imported_weights_are_read_with_their_preprocessing(tmp_path, fake_yacs,
     assert main(["import-vifi", str(ckpt), "--out", str(out), "--base", str(base_dir)]) == 0
     _, pre = build_model(str(out))
     path = make_video("v.mp4", n=12, h=96, w=128)
-    prepared = prepare_video(VideoRow("v", str(path), 0, ""), ViewConfig(), pre)
+    prepared = prepare_video(VideoRow("v", str(path), class_index=0), ViewConfig(), pre)
     from zar.video import read_video
 
     idx = prepared["plan"].infer[0]

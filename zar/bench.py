@@ -247,7 +247,7 @@ def table1_estimate(config_file: str, splits: str | None, zar: dict, classes: in
     cfg["tables"] = [1]
     if splits:
         cfg["splits_dir"] = splits
-    ids = lambda lst: {r.video_id for r in read_videos(lst)[1]}  # noqa: E731
+    ids = lambda lst: {r.video_id for r in read_videos(lst)}  # noqa: E731
     per_image = zar["encode"] / zar["images"]
     encode_s = tune_s = 0.0
     n_videos = 0
@@ -270,7 +270,7 @@ def pipeline(args) -> int:
     from zar.backbone import build_model
     from zar.config import load_settings
     from zar.cost import flops
-    from zar.lists import VideoRow
+    from zar.splits.formats import VideoRow
     from zar.utils import provenance
 
     settings = load_settings(args.config, args.set)
@@ -282,7 +282,7 @@ def pipeline(args) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         clip = Path(tmp) / "clip.mp4"
         make_clip(clip, args.seconds, args.size)
-        rows = [VideoRow(f"bench{i:03d}", str(clip), 0, "") for i in range(max(args.videos, args.reference_videos) + 1)]
+        rows = [VideoRow(f"bench{i:03d}", str(clip), class_index=0) for i in range(max(args.videos, args.reference_videos) + 1)]
         zar_path(rows[:1], settings, model, pre, texts, device)  # warm-up: imports, kernels, reader workers
         ours = zar_path(rows[1:args.videos + 1], settings, model, pre, texts, device)
         ref = reference_path(rows[1:args.reference_videos + 1], settings, model, pre, texts, device)

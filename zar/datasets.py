@@ -9,14 +9,10 @@ a new kind of download, a source in ``zar/data``).
 """
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 
-# "ApplyEyeMakeup" -> "Apply Eye Makeup": a space before an upper-case letter that follows a
-# lower-case letter or digit, and before the last capital of a run of capitals followed by a
-# lower-case letter ("ABCDef" -> "ABC Def"; UCF101 has no such run today).
-_CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
-_SPLITS = (1, 2, 3)
+from zar.splits.formats import SPLITS, b2n_list, b2n_train_list, class_list, zeroshot_list
+
 _SHOTS = 16
 
 
@@ -25,20 +21,12 @@ class Dataset:
     key: str
     title: str
     sources: tuple[str, ...]  # where `zar download` gets its videos; the first is the default
-    naming: str  # how class names are written: "words" (Kinetics), "snake" (HMDB51), "camel" (UCF101)
+    naming: str  # how class names are written: "words" (Kinetics), "snake" (HMDB51), "camel" (UCF101);
+    # the text the text encoder reads follows from it (zar.splits.formats.class_text)
     layout: str  # "kinetics": <split>/<youtube id>_<start>_<end>.mp4; "class_folders": <class>/<video id>.avi
     roles: tuple[str, ...]  # of "finetune", "zeroshot", "b2n": what the paper uses it for
     expected: dict[str, int] = field(default_factory=dict)  # split file -> classes or videos it holds (audit)
     test_per_class: int | None = None  # test videos per class in every zero-shot split, where fixed
-
-    def class_text(self, name: str) -> str:
-        """The text the text encoder reads for a class name: underscores become spaces, runs of
-        white space one space; CamelCase names are split into lower-case words ("ApplyEyeMakeup"
-        -> "apply eye makeup", "YoYo" -> "yo yo"); other names keep their case."""
-        text = name.replace("_", " ")
-        if self.naming == "camel":
-            text = _CAMEL.sub(" ", text).lower()
-        return " ".join(text.split())
 
     def class_name(self, words: list[str]) -> str:
         """A class name in this dataset's convention, from its words (the demo's classes)."""
@@ -53,32 +41,37 @@ class Dataset:
         return self.layout == "kinetics"
 
 
-def _per_split(path: str, counts) -> dict[str, int]:
-    counts = counts if isinstance(counts, (tuple, list)) else [counts] * len(_SPLITS)
-    return {path.format(k=k): n for k, n in zip(_SPLITS, counts)}
+def _per_split(path, counts) -> dict[str, int]:
+    """``path(k)`` for each split k -> its count (one count for all, or one per split)."""
+    counts = counts if isinstance(counts, (tuple, list)) else [counts] * len(SPLITS)
+    return {path(k): n for k, n in zip(SPLITS, counts)}
+
+
+def _zeroshot(dataset: str, classes: int, test, val_classes: int | None = None) -> dict[str, int]:
+    out = {**_per_split(lambda k: zeroshot_list(dataset, k, "classes"), classes),
+           **_per_split(lambda k: zeroshot_list(dataset, k, "test"), test)}
+    if val_classes is not None:
+        out.update(_per_split(lambda k: zeroshot_list(dataset, k, "val_classes"), val_classes))
+    return out
 
 
 def _b2n(dataset: str, base: int, novel: int, base_test: int, novel_test: int) -> dict[str, int]:
-    return {f"{dataset}/b2n/base/classes.csv": base, f"{dataset}/b2n/novel/classes.csv": novel,
-            f"{dataset}/b2n/base/test.csv": base_test, f"{dataset}/b2n/novel/test.csv": novel_test,
-            **_per_split(f"{dataset}/b2n/base/train_s{{k}}.csv", base * _SHOTS)}
+    return {b2n_list(dataset, "base", "classes"): base, b2n_list(dataset, "novel", "classes"): novel,
+            b2n_list(dataset, "base"): base_test, b2n_list(dataset, "novel"): novel_test,
+            **_per_split(lambda k: b2n_train_list(dataset, k), base * _SHOTS)}
 
 
 DATASETS: dict[str, Dataset] = {d.key: d for d in (
     Dataset("k400", "K400", ("cvdf", "youtube"), "words", "kinetics", ("finetune", "b2n"),
-            {"k400/classes.csv": 400, **_b2n("k400", 200, 200, 9944, 9933)}),
+            {class_list("k400"): 400, **_b2n("k400", 200, 200, 9944, 9933)}),
     Dataset("k600", "K600", ("cvdf", "youtube"), "words", "kinetics", ("zeroshot",),
-            {"k600/classes.csv": 600, "k600/zeroshot/novel220.csv": 220,
-             **_per_split("k600/zeroshot/split{k}/classes.csv", 160),
-             **_per_split("k600/zeroshot/split{k}/val_classes.csv", 60),
-             **_per_split("k600/zeroshot/split{k}/test.csv", (14131, 14078, 14167))}),
+            {class_list("k600"): 600, "k600/zeroshot/novel220.csv": 220,
+             **_zeroshot("k600", 160, (14131, 14078, 14167), val_classes=60)}),
     Dataset("ucf101", "UCF101", ("official",), "camel", "class_folders", ("zeroshot", "b2n"),
-            {"ucf101/classes.csv": 101, **_per_split("ucf101/zeroshot/split{k}/classes.csv", 101),
-             **_per_split("ucf101/zeroshot/split{k}/test.csv", (3783, 3734, 3696)),
+            {class_list("ucf101"): 101, **_zeroshot("ucf101", 101, (3783, 3734, 3696)),
              **_b2n("ucf101", 51, 50, 2088, 1695)}),
     Dataset("hmdb51", "HMDB-51", ("official",), "snake", "class_folders", ("zeroshot", "b2n"),
-            {"hmdb51/classes.csv": 51, **_per_split("hmdb51/zeroshot/split{k}/classes.csv", 51),
-             **_per_split("hmdb51/zeroshot/split{k}/test.csv", 1530),
+            {class_list("hmdb51"): 51, **_zeroshot("hmdb51", 51, 1530),
              **_b2n("hmdb51", 26, 25, 780, 750)}, test_per_class=30),
 )}
 

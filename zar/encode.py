@@ -22,7 +22,7 @@ from zar import views as V
 from zar.backbone import Preprocess, autocast
 from zar.cache import FORMAT, assemble, empty_part, load_parts, save_cache, save_part
 from zar.frames import FramePlan, crop, iter_prepared, partial_record
-from zar.lists import VideoRow
+from zar.splits.formats import VideoRow
 from zar.utils import UserError
 
 log = logging.getLogger(__name__)
@@ -92,7 +92,7 @@ class VideoEncoder:
 def union_rows(lists: list[str], root: str | None, ext: str | None) -> list[VideoRow]:
     """The videos of several lists, each once, in order of first appearance. A video listed
     twice must have the same path (labels are the tuning's business, not the encoder's)."""
-    from zar.lists import read_videos
+    from zar.splits.formats import read_videos
     out: dict[str, VideoRow] = {}
     where: dict[str, str] = {}
     for path in lists:

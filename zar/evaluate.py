@@ -35,7 +35,7 @@ def run(args) -> int:
     from zar.config import load_settings
     from zar.encode import VideoEncoder
     from zar.frames import iter_prepared, partial_record
-    from zar.lists import read_classes, read_videos
+    from zar.splits.formats import read_classes, read_videos
     from zar.results import PredictionLog, fingerprint, record, write_summary
     from zar.tta import Tuner, kept_count
     from zar.tune import frames_record

@@ -16,7 +16,7 @@ import torch
 
 from zar import views as V
 from zar.backbone import Preprocess
-from zar.lists import VideoRow
+from zar.splits.formats import VideoRow
 from zar.video import VideoDecodeError, VideoInfo, read_video
 
 

@@ -33,9 +33,8 @@ def add_arguments(p) -> None:
 
 
 def parse_labels(text: str):
-    """A :class:`zar.lists.ClassList` from comma-separated names (blank items dropped)."""
-    from zar.lists import ClassList
-    from zar.prompt import class_text
+    """A :class:`zar.splits.formats.ClassList` from comma-separated names (blank items dropped)."""
+    from zar.splits.formats import ClassList, class_text
 
     names = [n.strip() for n in text.split(",") if n.strip()]
     if not names:
@@ -43,7 +42,7 @@ def parse_labels(text: str):
     dup = sorted({n for n in names if names.count(n) > 1})
     if dup:
         raise UserError(f"--labels: repeated class names {dup}")
-    return ClassList(tuple(names), tuple(class_text(n) for n in names))
+    return ClassList(tuple(names), tuple(class_text(None, n) for n in names))
 
 
 def top_classes(logits, names: list[str], k: int) -> list[dict[str, Any]]:
@@ -65,7 +64,7 @@ def predict_video(video: str, classes, backbone: str, settings) -> dict[str, Any
     from zar.backbone import build_model, parse_spec
     from zar.encode import VideoEncoder
     from zar.frames import prepare_video
-    from zar.lists import VideoRow
+    from zar.splits.formats import VideoRow
     from zar.tta import Tuner, kept_count
 
     tune_cfg = settings.tune
@@ -83,7 +82,7 @@ def predict_video(video: str, classes, backbone: str, settings) -> dict[str, Any
     encoder = VideoEncoder(model, pre, settings.views, device=device, batch_size=settings.run.batch_size)
     tuner = Tuner(model, list(classes.texts), tune_cfg, device=device)
     t0 = time.perf_counter()
-    prepared = prepare_video(VideoRow(path.stem, str(path), -1, ""), settings.views, pre, settings.run.backend,
+    prepared = prepare_video(VideoRow(path.stem, str(path)), settings.views, pre, settings.run.backend,
                              settings.run.timeout)
     if "error" in prepared:
         raise UserError(f"{video}: cannot read the video ({prepared['error']})")
@@ -95,7 +94,7 @@ def predict_video(video: str, classes, backbone: str, settings) -> dict[str, Any
 
 def run(args) -> int:
     from zar.config import load_settings
-    from zar.lists import read_classes
+    from zar.splits.formats import read_classes
 
     if args.top < 1:
         raise UserError("--top must be at least 1")

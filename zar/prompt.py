@@ -21,12 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from zar.splits.formats import class_text
 from zar.utils import UserError
-
-
-def class_text(name: str) -> str:
-    """The words the text encoder reads for a class name (underscores to spaces)."""
-    return " ".join(name.replace("_", " ").split())
 
 
 def _text_tower(model: nn.Module) -> SimpleNamespace:
@@ -104,7 +100,7 @@ class PromptLearner(nn.Module):
         self.ctx_init = ctx_init
         self.template = template
         self.classnames = list(class_texts)
-        prompts = [fill_template(template, ctx_init, class_text(c)) for c in class_texts]
+        prompts = [fill_template(template, ctx_init, class_text(None, c)) for c in class_texts]
         ctx_len = self._tower.context_length
         n_ctx = 0
         if "{ctx}" in template:

@@ -83,7 +83,7 @@ def run(args) -> int:
     from zar.config import load_settings
     from zar.cost import flops
     from zar.cache import open_caches
-    from zar.lists import read_classes, read_videos
+    from zar.splits.formats import read_classes, read_videos
     from zar.results import PredictionLog, fingerprint, record, write_summary
     from zar.tta import Tuner, kept_count
     from zar.utils import progress, sha256_file

@@ -25,27 +25,31 @@ import shlex
 from dataclasses import dataclass, field
 from typing import Any
 
+from zar.splits import formats
+
 
 # ----------------------------------------------------------------------------- splits
-def split_dir(cfg: dict, dataset: str, evalset: str) -> str:
-    base = f"{cfg['splits_dir']}/{dataset}"
+def _eval_list(cfg: dict, dataset: str, evalset: str, name: str) -> str:
     if evalset.startswith("split"):
-        return f"{base}/zeroshot/{evalset}"
-    if evalset in ("b2n_base", "b2n_novel"):
-        return f"{base}/b2n/{evalset[4:]}"
-    raise ValueError(f"unknown evaluation set {evalset!r}")
+        rel = formats.zeroshot_list(dataset, int(evalset[5:]), name)
+    elif evalset in ("b2n_base", "b2n_novel"):
+        rel = formats.b2n_list(dataset, evalset[4:], name)
+    else:
+        raise ValueError(f"unknown evaluation set {evalset!r}")
+    return f"{cfg['splits_dir']}/{rel}"
 
 
 def classes_csv(cfg: dict, dataset: str, evalset: str) -> str:
-    return f"{split_dir(cfg, dataset, evalset)}/classes.csv"
+    """The class list of an evaluation set (``split{k}``, ``b2n_base``, ``b2n_novel``)."""
+    return _eval_list(cfg, dataset, evalset, "classes")
 
 
 def videos_csv(cfg: dict, dataset: str, evalset: str) -> str:
-    return f"{split_dir(cfg, dataset, evalset)}/test.csv"
+    return _eval_list(cfg, dataset, evalset, "test")
 
 
 def b2n_train_csv(cfg: dict, dataset: str, shot: int) -> str:
-    return f"{cfg['splits_dir']}/{dataset}/b2n/base/train_s{shot}.csv"
+    return f"{cfg['splits_dir']}/{formats.b2n_train_list(dataset, shot)}"
 
 
 def video_root(cfg: dict, dataset: str) -> str:

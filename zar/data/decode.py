@@ -22,10 +22,11 @@ from fractions import Fraction
 from pathlib import Path, PurePosixPath
 
 from zar.datasets import DATASETS
-from zar.data.manifest import (DECODE_COLUMNS, ListEntry, entry_problem, raw_path, read_lists,
+from zar.data.manifest import (DECODE_COLUMNS, entry_problem, raw_path, read_lists,
                                read_manifest, summary_line, write_manifest)
 from zar.data.media import (ToolTimeout, container_problem, ffprobe_json, last_line, require_tool,
                             run_tool, sigterm_as_interrupt)
+from zar.splits.formats import VideoRow
 from zar.utils import UserError, atomic_path, progress, read_json, write_json
 
 log = logging.getLogger(__name__)
@@ -66,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
         if not dl:
             raise UserError(f"{root / 'download_manifest.csv'}: not found; run zar download "
                             "first or give --list")
-        entries = [ListEntry(r["video_id"], r["path"]) for r in dl.values()]
+        entries = [VideoRow(r["video_id"], r["path"]) for r in dl.values()]
     with sigterm_as_interrupt():
         rows = decode_all(entries, root, short_side=args.short_side, workers=args.workers,
                           timeout=args.timeout)
@@ -79,7 +80,7 @@ def output_path(root: Path, path: str) -> Path:
     return root / "videos" / Path(*PurePosixPath(path).with_suffix(".mp4").parts)
 
 
-def decode_all(entries: list[ListEntry], root: Path, *, short_side: int = 256, workers: int = 1,
+def decode_all(entries: list[VideoRow], root: Path, *, short_side: int = 256, workers: int = 1,
                timeout: float = 600.0, ffmpeg: str | None = None, ffprobe: str | None = None
                ) -> dict[str, dict]:
     """Normalise every listed video not done yet; return the manifest rows (all of them)."""
@@ -110,7 +111,7 @@ def decode_all(entries: list[ListEntry], root: Path, *, short_side: int = 256, w
             todo.append(e)
     log.info("%d of %d listed videos to normalise", len(todo), len(entries))
 
-    def job(e: ListEntry) -> dict:
+    def job(e: VideoRow) -> dict:
         src = raw_path(root, e.path)
         if not src.exists():
             d = download.get(e.video_id, {})

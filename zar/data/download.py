@@ -19,10 +19,11 @@ from pathlib import Path, PurePosixPath
 from zar.data import kinetics, official
 from zar.datasets import DATASETS, SOURCES
 from zar.data.fetch import FetchError, RateLimiter, verified_download
-from zar.data.manifest import (DOWNLOAD_COLUMNS, ListEntry, entry_problem, raw_path, read_lists,
+from zar.data.manifest import (DOWNLOAD_COLUMNS, entry_problem, raw_path, read_lists,
                                read_manifest, summary_line, write_manifest)
 from zar.data.media import container_problem, require_tool, sigterm_as_interrupt
 from zar.data.sources import LOCK_NAME, Remote, SourceLock, Sources, load_sources
+from zar.splits.formats import VideoRow
 from zar.utils import UserError, atomic_write_text, progress, provenance, write_json
 
 log = logging.getLogger(__name__)
@@ -144,12 +145,12 @@ class Downloader:
         self.previous = read_manifest(self.manifest_path)
         self.outcomes: dict[str, str] = {}  # video id -> reason it is missing, from this run
         self.archives: list[dict] = []
-        self.entries: list[ListEntry] = []
+        self.entries: list[VideoRow] = []
         self._last_checkpoint = time.monotonic()
         self.stop = threading.Event()
 
     # -- the run
-    def run(self, entries: list[ListEntry] | None) -> dict[str, dict]:
+    def run(self, entries: list[VideoRow] | None) -> dict[str, dict]:
         self.root.mkdir(parents=True, exist_ok=True)
         try:
             if self.source == "official":
@@ -177,13 +178,13 @@ class Downloader:
             raise
         return self.write()
 
-    def problem(self, e: ListEntry) -> str | None:
+    def problem(self, e: VideoRow) -> str | None:
         why = entry_problem(e)
         if why is None and DATASETS[self.ds].kinetics:
             why = kinetics.entry_problem(e)
         return why
 
-    def dest(self, e: ListEntry) -> Path:
+    def dest(self, e: VideoRow) -> Path:
         return raw_path(self.root, e.path)
 
     # -- manifest
@@ -223,7 +224,7 @@ class Downloader:
             self.write()
 
     # -- YouTube
-    def _youtube(self, entries: list[ListEntry]) -> None:
+    def _youtube(self, entries: list[VideoRow]) -> None:
         todo = []
         for e in entries:
             old = self.previous.get(e.video_id, {})
@@ -241,7 +242,7 @@ class Downloader:
                                       ffmpeg=require_tool("ffmpeg"), ffprobe=require_tool("ffprobe"))
         limiter = RateLimiter(self.rate_limit)
 
-        def job(e: ListEntry):
+        def job(e: VideoRow):
             yid, start, end = kinetics.parse_video_id(e.video_id)
             return kinetics.fetch_with_retries(lambda: clips.fetch(yid, start, end, self.dest(e)),
                                                limiter, self.retries, self.backoff,
@@ -257,7 +258,7 @@ class Downloader:
                 item = futures[fut]
                 status, reason = fut.result()
                 if status != "ok":
-                    key = item.video_id if isinstance(item, ListEntry) else item
+                    key = item.video_id if isinstance(item, VideoRow) else item
                     self.outcomes[key] = reason
                 self._checkpoint()
         except BaseException:
@@ -267,9 +268,9 @@ class Downloader:
         pool.shutdown(wait=True)
 
     # -- CVDF
-    def _cvdf(self, entries: list[ListEntry]) -> None:
+    def _cvdf(self, entries: list[VideoRow]) -> None:
         version = self.ds[1:]
-        by_split: dict[str, list[ListEntry]] = {}
+        by_split: dict[str, list[VideoRow]] = {}
         for e in entries:
             by_split.setdefault(e.path.split("/", 1)[0], []).append(e)
         for split, ents in sorted(by_split.items()):

@@ -18,7 +18,7 @@ from pathlib import Path, PurePosixPath
 from typing import Callable
 
 from zar.data.fetch import FetchError, RateLimiter, backoff_delay
-from zar.data.manifest import ListEntry
+from zar.splits.formats import VideoRow, classes_csv, videos_csv
 from zar.data.media import ToolTimeout, ffprobe_json, last_line, run_tool
 from zar.utils import UserError, atomic_path, atomic_write_text
 
@@ -42,7 +42,7 @@ def parse_video_id(vid: str) -> tuple[str, int, int]:
     return m.group(1), int(m.group(2)), int(m.group(3))
 
 
-def entry_problem(entry: ListEntry) -> str | None:
+def entry_problem(entry: VideoRow) -> str | None:
     """Kinetics-specific check of a list row (beyond the generic one)."""
     try:
         parse_video_id(entry.video_id)
@@ -105,18 +105,11 @@ def build_lists(annotated: list[Annotated]) -> tuple[list[str], dict[str, list[t
 
 
 def write_lists(out_dir: Path, classes: list[str], lists: dict[str, list[tuple]]) -> None:
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["class_index", "class_name", "text"])
-    for i, c in enumerate(classes):
-        w.writerow([i, c, c])
-    atomic_write_text(out_dir / "classes.csv", buf.getvalue())
+    """``classes.csv`` and one video list per annotation split (formats: zar.splits.formats;
+    the class text is the name as written, Kinetics' rule)."""
+    atomic_write_text(out_dir / "classes.csv", classes_csv("k400", classes))
     for split, rows in lists.items():
-        buf = io.StringIO()
-        w = csv.writer(buf, lineterminator="\n")
-        w.writerow(["video_id", "path", "class_name", "class_index"])
-        w.writerows(rows)
-        atomic_write_text(out_dir / f"{split}.csv", buf.getvalue())
+        atomic_write_text(out_dir / f"{split}.csv", videos_csv(VideoRow(*r) for r in rows))
 
 
 # ----------------------------------------------------------------------------- YouTube

@@ -11,26 +11,17 @@ import csv
 import io
 import os
 from collections import Counter
-from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Iterable
 
+from zar.splits.formats import VideoRow, read_videos
 from zar.utils import UserError, atomic_write_text
 
 STATUSES = ("ok", "missing", "corrupt")
-LIST_HEADER = ("video_id", "path", "class_name", "class_index")
 DOWNLOAD_COLUMNS = ("video_id", "path", "status", "reason", "source", "bytes")
 DECODE_COLUMNS = ("video_id", "path", "status", "reason", "src_fps", "src_frames", "src_duration",
                   "frames", "fps", "width", "height", "src_codec", "src_width", "src_height",
                   "src_header_frames", "output", "seconds")
-
-
-@dataclass(frozen=True)
-class ListEntry:
-    video_id: str
-    path: str
-    class_name: str = ""
-    class_index: str = ""
 
 
 def name_problem(name: str) -> str | None:
@@ -62,7 +53,7 @@ def path_problem(path: str) -> str | None:
     return None
 
 
-def entry_problem(entry: ListEntry) -> str | None:
+def entry_problem(entry: VideoRow) -> str | None:
     """Why a list row cannot become a file under a root, or None."""
     why = name_problem(entry.video_id) or path_problem(entry.path)
     if why:
@@ -77,35 +68,12 @@ def raw_path(root: Path, path: str) -> Path:
     return root / "raw" / Path(*PurePosixPath(path).parts)
 
 
-def read_video_list(path: str | os.PathLike) -> list[ListEntry]:
-    """Read a video list CSV (shared format); duplicate ids are an error naming the file."""
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise UserError(f"{path}: video list not found") from None
-    reader = csv.reader(io.StringIO(text))
-    header = next(reader, None)
-    if header is None or tuple(header[:2]) != LIST_HEADER[:2]:
-        raise UserError(f"{path}: not a video list (header must start with "
-                        f"{','.join(LIST_HEADER)}; found {','.join(header or [])!r})")
-    out, seen = [], set()
-    for lineno, row in enumerate(reader, start=2):
-        if not row:
-            continue
-        row = row + [""] * (4 - len(row))
-        entry = ListEntry(row[0], row[1], row[2], row[3])
-        if entry.video_id in seen:
-            raise UserError(f"{path}:{lineno}: video id {entry.video_id!r} listed twice")
-        seen.add(entry.video_id)
-        out.append(entry)
-    return out
-
-
-def read_lists(paths: Iterable[str | os.PathLike]) -> list[ListEntry]:
-    """The union of several lists (a video in two lists must have the same path in both)."""
-    merged: dict[str, ListEntry] = {}
+def read_lists(paths: Iterable[str | os.PathLike]) -> list[VideoRow]:
+    """The union of several video lists (zar.splits.formats; a video in two lists must have
+    the same path in both). Ids and paths are kept as written: ``entry_problem`` judges them."""
+    merged: dict[str, VideoRow] = {}
     for p in paths:
-        for e in read_video_list(p):
+        for e in read_videos(p):
             old = merged.get(e.video_id)
             if old is not None and old.path != e.path:
                 raise UserError(f"{p}: video {e.video_id!r} has path {e.path!r} here and "

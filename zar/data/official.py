@@ -16,7 +16,8 @@ from pathlib import Path
 
 from zar.data.archives import extract_nested
 from zar.data.fetch import verified_download
-from zar.data.manifest import ListEntry, name_problem
+from zar.data.manifest import name_problem
+from zar.splits.formats import VideoRow
 from zar.data.media import VIDEO_EXTENSIONS
 from zar.data.sources import Remote, SourceLock, Sources
 from zar.utils import UserError, read_json, write_json
@@ -105,10 +106,10 @@ _UCF_LIST = re.compile(r"(train|test)list0[1-3]\.txt")
 _HMDB_LIST = re.compile(r"(.+)_test_split[1-3]\.txt")
 
 
-def official_entries(dataset: str, annotations: Path) -> list[ListEntry]:
+def official_entries(dataset: str, annotations: Path) -> list[VideoRow]:
     """Every video named in the official split files (UCF101: train/test lists 1-3; HMDB51:
     the per-class split files, which name all videos of the class)."""
-    out: dict[str, ListEntry] = {}
+    out: dict[str, VideoRow] = {}
     files = sorted(p for p in annotations.rglob("*.txt") if p.is_file())
     used = 0
     for f in files:
@@ -126,7 +127,7 @@ def official_entries(dataset: str, annotations: Path) -> list[ListEntry]:
         for p in paths:
             p = p.replace("\\", "/")
             vid = Path(p).stem
-            out.setdefault(vid, ListEntry(vid, p, p.split("/")[0], ""))
+            out.setdefault(vid, VideoRow(vid, p, p.split("/")[0]))
     if used == 0:
         raise UserError(f"{annotations}: no official split files found; give --list CSV")
     return list(out.values())

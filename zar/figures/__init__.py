@@ -142,7 +142,7 @@ def tsne_points(embeddings: list[str], videos: list[str]):
     infer = cache["infer"].float().numpy()
     vecs, names, ids, seen = [], [], [], set()
     for lst in videos:
-        for r in read_videos(lst)[1]:
+        for r in read_videos(lst):
             if r.video_id in row and r.video_id not in seen:
                 seen.add(r.video_id)
                 vecs.append(infer[row[r.video_id]])
@@ -198,7 +198,7 @@ def attention_figure(model, pre, spec, settings, videos, classes_csv, root, ext,
 
     from zar import attention as AT
     from zar.figures import plots
-    from zar.lists import read_classes, read_videos
+    from zar.splits.formats import read_classes, read_videos
 
     rows = read_videos(videos, read_classes(classes_csv), root, ext)
     picked = AT.middle_frames(rows, n, settings.views.frames, pre, settings.run.backend, settings.run.timeout)

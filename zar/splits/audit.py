@@ -19,11 +19,11 @@ from pathlib import Path
 
 from zar.datasets import DATASETS, expected_counts, with_role
 from zar.splits.common import is_kinetics_stem
-from zar.splits.formats import CLASS_HEADER, MANIFEST, VIDEO_HEADER, class_text, parse_csv
+from zar.splits.formats import (CLASS_HEADER, MANIFEST, SPLITS, VIDEO_HEADER, b2n_list, b2n_train_list, class_list,
+                                class_text, parse_csv, zeroshot_list)
 from zar.splits.kinetics import RENAMED
 from zar.utils import UserError
 
-SPLITS = (1, 2, 3)
 SHOTS = 16
 MAX_ROW_MESSAGES = 5
 
@@ -32,7 +32,7 @@ _CLASS_LISTS = ("classes.csv", "novel220.csv", "val_classes.csv")
 CLASS_COUNTS: dict[str, int] = {p: n for p, n in expected_counts().items() if p.endswith(_CLASS_LISTS)}
 VIDEO_COUNTS: dict[str, int] = {p: n for p, n in expected_counts().items() if not p.endswith(_CLASS_LISTS)}
 # videos ViFi-CLIP evaluated (vifi_subset = 1)
-VIFI_COUNTS = {f"k600/zeroshot/split{k}/test.csv": n for k, n in zip(SPLITS, (14084, 13978, 14136))}
+VIFI_COUNTS = {zeroshot_list("k600", k, "test"): n for k, n in zip(SPLITS, (14084, 13978, 14136))}
 LAYOUT = set(CLASS_COUNTS) | set(VIDEO_COUNTS) | {"README.md", MANIFEST}
 _MANIFEST_LINE = re.compile(r"^([0-9a-f]{64})  (\S.*)$")
 
@@ -195,11 +195,11 @@ def check_k600_classes(a: Audit) -> None:
     """No K400 class (by name, case-insensitively, or renamed) among the K600 zero-shot
     classes; per split, test and validation classes partition the novel pool."""
     cl = a.classes
-    k400_fold = {c.casefold(): c for c in cl.get("k400/classes.csv", [])}
-    k600 = set(cl.get("k600/classes.csv", []))
+    k400_fold = {c.casefold(): c for c in cl.get(class_list("k400"), [])}
+    k600 = set(cl.get(class_list("k600"), []))
     pool = cl.get("k600/zeroshot/novel220.csv")
     lists = ["k600/zeroshot/novel220.csv"] + [
-        f"k600/zeroshot/split{k}/{n}" for k in SPLITS for n in ("classes.csv", "val_classes.csv")]
+        zeroshot_list("k600", k, n) for k in SPLITS for n in ("classes", "val_classes")]
     for rel in lists:
         for c in cl.get(rel, []):
             if c.casefold() in k400_fold:
@@ -211,7 +211,7 @@ def check_k600_classes(a: Audit) -> None:
             elif k600 and c not in k600:
                 a.fail(rel, f"class {c!r} is not a Kinetics-600 class")
     for k in SPLITS:
-        test_rel, val_rel = f"k600/zeroshot/split{k}/classes.csv", f"k600/zeroshot/split{k}/val_classes.csv"
+        test_rel, val_rel = zeroshot_list("k600", k, "classes"), zeroshot_list("k600", k, "val_classes")
         test, val = cl.get(test_rel), cl.get(val_rel)
         if test is None or val is None or pool is None:
             continue
@@ -229,22 +229,22 @@ def _ids(a: Audit, rel: str) -> set[str]:
 
 def check_b2n(a: Audit, ds: str) -> None:
     """Base and novel classes partition the dataset; no video in two lists; 16 shots."""
-    full = a.classes.get(f"{ds}/classes.csv")
-    base, novel = a.classes.get(f"{ds}/b2n/base/classes.csv"), a.classes.get(f"{ds}/b2n/novel/classes.csv")
+    full = a.classes.get(class_list(ds))
+    base, novel = a.classes.get(b2n_list(ds, "base", "classes")), a.classes.get(b2n_list(ds, "novel", "classes"))
     if full is None or base is None or novel is None:
         return
     if set(base) & set(novel):
-        a.fail(f"{ds}/b2n/novel/classes.csv",
+        a.fail(b2n_list(ds, "novel", "classes"),
                f"classes also in base/classes.csv: {sorted(set(base) & set(novel))[:5]}")
     if set(base) | set(novel) != set(full):
-        a.fail(f"{ds}/b2n/base/classes.csv", f"base + novel classes differ from {ds}/classes.csv: "
+        a.fail(b2n_list(ds, "base", "classes"), f"base + novel classes differ from {ds}/classes.csv: "
                                              f"{sorted((set(base) | set(novel)) ^ set(full))[:5]}")
-    base_test, novel_test = _ids(a, f"{ds}/b2n/base/test.csv"), _ids(a, f"{ds}/b2n/novel/test.csv")
+    base_test, novel_test = _ids(a, b2n_list(ds, "base", "test")), _ids(a, b2n_list(ds, "novel", "test"))
     if base_test & novel_test:
-        a.fail(f"{ds}/b2n/novel/test.csv",
+        a.fail(b2n_list(ds, "novel", "test"),
                f"videos also in base/test.csv: {sorted(base_test & novel_test)[:5]}")
     for k in SPLITS:
-        rel = f"{ds}/b2n/base/train_s{k}.csv"
+        rel = b2n_train_list(ds, k)
         if rel not in a.videos:
             continue
         leak = sorted(_ids(a, rel) & (base_test | novel_test))
@@ -256,9 +256,9 @@ def check_b2n(a: Audit, ds: str) -> None:
             a.fail(rel, f"{len(wrong)} base classes without exactly {SHOTS} shots, "
                         f"e.g. {dict(list(wrong.items())[:3])}")
     if not DATASETS[ds].kinetics:  # UCF101 / HMDB51: base_val + novel_val = the split-1 test set
-        split1 = _ids(a, f"{ds}/zeroshot/split1/test.csv")
+        split1 = _ids(a, zeroshot_list(ds, 1, "test"))
         if split1 and (base_test | novel_test) != split1:
-            a.fail(f"{ds}/b2n/base/test.csv", "base + novel test videos differ from zeroshot/split1/"
+            a.fail(b2n_list(ds, "base", "test"), "base + novel test videos differ from zeroshot/split1/"
                                               f"test.csv ({len((base_test | novel_test) ^ split1)} videos)")
 
 
@@ -266,15 +266,15 @@ def check_zeroshot(a: Audit, ds: str) -> None:
     """UCF101 / HMDB51 zero-shot splits classify over all classes; a dataset with a fixed number
     of test videos per class (HMDB51: 30) has it in every split."""
     per_class = DATASETS[ds].test_per_class
-    full = a.classes.get(f"{ds}/classes.csv")
+    full = a.classes.get(class_list(ds))
     for k in SPLITS:
-        rel = f"{ds}/zeroshot/split{k}/classes.csv"
+        rel = zeroshot_list(ds, k, "classes")
         if full is not None and a.classes.get(rel) not in (None, full):
             a.fail(rel, f"differs from {ds}/classes.csv (zero-shot splits classify over all classes)")
-        per = Counter(r[2] for r in a.videos.get(f"{ds}/zeroshot/split{k}/test.csv", []))
+        per = Counter(r[2] for r in a.videos.get(zeroshot_list(ds, k, "test"), []))
         odd = {c: n for c, n in per.items() if n != per_class}
         if per_class and odd:
-            a.fail(f"{ds}/zeroshot/split{k}/test.csv",
+            a.fail(zeroshot_list(ds, k, "test"),
                    f"classes without {per_class} test videos: {dict(list(odd.items())[:3])}")
 
 
@@ -374,7 +374,7 @@ def audit_generic(root: str | Path) -> Audit:
     for ds in DATASETS:
         _check_b2n_generic(a, ds)
     check_same_video_same_label(a)
-    seen = set(a.classes.get("k400/classes.csv", []))
+    seen = set(a.classes.get(class_list("k400"), []))
     for rel, names in sorted(a.classes.items()):
         if "/zeroshot/" in rel and not rel.startswith("k400/"):
             leak = sorted(set(names) & seen)
@@ -384,12 +384,12 @@ def audit_generic(root: str | Path) -> Audit:
 
 
 def _check_b2n_generic(a: Audit, ds: str) -> None:
-    base, novel = a.classes.get(f"{ds}/b2n/base/classes.csv"), a.classes.get(f"{ds}/b2n/novel/classes.csv")
+    base, novel = a.classes.get(b2n_list(ds, "base", "classes")), a.classes.get(b2n_list(ds, "novel", "classes"))
     if base is None or novel is None:
         return
     if set(base) & set(novel):
-        a.fail(f"{ds}/b2n/novel/classes.csv", f"classes also in base/classes.csv: {sorted(set(base) & set(novel))[:5]}")
-    tests = _ids(a, f"{ds}/b2n/base/test.csv") | _ids(a, f"{ds}/b2n/novel/test.csv")
+        a.fail(b2n_list(ds, "novel", "classes"), f"classes also in base/classes.csv: {sorted(set(base) & set(novel))[:5]}")
+    tests = _ids(a, b2n_list(ds, "base", "test")) | _ids(a, b2n_list(ds, "novel", "test"))
     for rel in sorted(r for r in a.videos if r.startswith(f"{ds}/b2n/base/train_s")):
         leak = sorted(_ids(a, rel) & tests)
         if leak:

@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Callable, Optional
 
 from zar.splits.common import Part, fail, is_kinetics_stem, read_id_names, read_label_list, stem, where
-from zar.splits.formats import VideoRow, classes_csv, videos_csv
+from zar.splits.formats import VideoRow, b2n_list, b2n_train_list, classes_csv, videos_csv
 from zar.splits.kinetics import KineticsFacts
 from zar.splits.sources import Sources
 from zar.splits.ucf_hmdb import Official, normalise
@@ -99,9 +99,8 @@ def build(src: Sources, ds: str, official_classes: list[str], locate: Locate,
         if len(set(vids)) != len(vids) or covered & set(vids):
             raise fail("vifi", val_path, "a video is listed twice")
         covered |= set(vids)
-        d = f"{ds}/b2n/{side}/"
-        part.files[d + "classes.csv"] = classes_csv(ds, names[side])
-        part.files[d + "test.csv"] = videos_csv(
+        part.files[b2n_list(ds, side, "classes")] = classes_csv(ds, names[side])
+        part.files[b2n_list(ds, side, "test")] = videos_csv(
             VideoRow(v, p, names[side][lab], lab) for v, p, _, lab in rows)
     base, novel = names["base"], names["novel"]
     if set(base) & set(novel) or set(base) | set(novel) != set(official_classes):
@@ -133,7 +132,7 @@ def build(src: Sources, ds: str, official_classes: list[str], locate: Locate,
                 raise fail("vifi", path, f"{vid} is also an evaluation video")
             rows.append(VideoRow(vid, p, base[lab], lab))
         train_sets.append({r.video_id for r in rows})
-        part.files[f"{ds}/b2n/base/train_s{k}.csv"] = videos_csv(rows)
+        part.files[b2n_train_list(ds, k)] = videos_csv(rows)
     overlaps = ", ".join(f"s{a + 1}/s{b + 1} {len(train_sets[a] & train_sets[b])}"
                          for a, b in ((0, 1), (0, 2), (1, 2)))
     part.notes.append(

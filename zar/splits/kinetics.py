@@ -17,7 +17,7 @@ from zar.splits.common import (
     Part, fail, is_kinetics_stem, kinetics_stem, read_dict_csv, read_id_names, read_label_list,
     stem, where,
 )
-from zar.splits.formats import VideoRow, classes_csv, videos_csv
+from zar.splits.formats import VideoRow, classes_csv, videos_csv, zeroshot_list
 from zar.splits.sources import Sources
 
 # K600 name -> the K400 class it renames (docs/protocol.md §5); these count as seen classes.
@@ -177,10 +177,9 @@ def _split(src, k: int, c620, tst_idx, val_idx, labels, pool) -> Part:
         VideoRow(vid, f"test/{vid}.mp4", c620[j], index[c620[j]], ("1" if vid in vifi else "0",))
         for vid, j in labels.items() if c620[j] in index
     ]
-    base = f"k600/zeroshot/split{k}/"
-    part.files[base + "classes.csv"] = classes_csv("k600", test_names)
-    part.files[base + "val_classes.csv"] = classes_csv("k600", val_names)
-    part.files[base + "test.csv"] = videos_csv(rows, ("vifi_subset",))
+    part.files[zeroshot_list("k600", k, "classes")] = classes_csv("k600", test_names)
+    part.files[zeroshot_list("k600", k, "val_classes")] = classes_csv("k600", val_names)
+    part.files[zeroshot_list("k600", k, "test")] = videos_csv(rows, ("vifi_subset",))
     part.notes.append(
         f"K600 split {k}: {len(rows):,} ER-ZSAR test videos of the 160 classes; ViFi-CLIP "
         f"evaluated {len(vifi):,} of them (`vifi_subset` = 1), {len(rows) - len(vifi)} are absent "

@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass, field
 
 from zar.splits.common import Part, fail, read_id_names, read_label_list, stem, where
-from zar.splits.formats import VideoRow, classes_csv, videos_csv
+from zar.splits.formats import VideoRow, class_list, classes_csv, videos_csv, zeroshot_list
 from zar.splits.sources import SOURCES, Sources
 from zar.utils import UserError
 
@@ -144,9 +144,8 @@ def build_zeroshot(src: Sources, off: Official) -> Part:
             if lab >= len(off.classes) or off.classes[lab] != off.class_of[v]:
                 raise fail("vifi", vifi_path, f"{v} {lab}: label id is not the official class")
         affected.append(sum(1 for _, lab in vifi if lab in bad_ids))
-        d = f"{ds}/zeroshot/split{k}/"
-        part.files[d + "classes.csv"] = part.files[f"{ds}/classes.csv"]
-        part.files[d + "test.csv"] = videos_csv(rows)
+        part.files[zeroshot_list(ds, k, "classes")] = part.files[class_list(ds)]
+        part.files[zeroshot_list(ds, k, "test")] = videos_csv(rows)
     odd = sorted({off.class_of[v] for v in off.class_of if not v.startswith(f"v_{off.class_of[v]}_")})
     if ds == "ucf101" and odd:
         part.notes.append(

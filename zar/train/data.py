@@ -16,7 +16,7 @@ from typing import Iterator
 import torch
 from torch.utils.data import Dataset, Sampler
 
-from zar.lists import ClassList, read_classes, read_videos
+from zar.splits.formats import ClassList, read_classes, read_videos
 from zar.train.augment import _gen, apply_clip_aug, sample_clip_aug, segment_indices
 from zar.utils import UserError, stable_int
 from zar.video import VideoDecodeError, read_video
@@ -32,7 +32,7 @@ class VideoItem:
 
 def load_training_list(videos: str | Path, classes: str | Path, root: str | Path,
                        ext: str | None = None) -> tuple[ClassList, list[VideoItem]]:
-    """The class list and the labelled training videos (formats: zar.lists)."""
+    """The class list and the labelled training videos (formats: zar.splits.formats)."""
     class_list = read_classes(classes)
     rows = read_videos(videos, class_list, root, ext)
     unlabelled = [r.video_id for r in rows if r.class_index < 0]
