@@ -139,11 +139,14 @@ def ablation_series(records: list[dict[str, Any]], table: int) -> list[dict[str,
     per variant (the rows), x = the variant's label. Series ``ours`` (mean ± std over the
     splits) and ``paper`` (only where the table has the paper's number).
     """
-    if table not in (3, 4, 5):
-        raise ValueError(f"table {table} is not an ablation table (3, 4 or 5)")
+    from zar.table_registry import TABLES, plotted
+
+    if table not in plotted():
+        raise ValueError(f"table {table} is not drawn as a figure (those drawn: {', '.join(map(str, plotted()))})")
+    lines = TABLES[table].plot.kind == "lines"
     points = []
     for r in records:
-        if table == 3:
+        if lines:
             group, x = r["row"], float(r["column"])
         else:
             group, x = r["column"], r["row"]

@@ -1,5 +1,9 @@
 """`zar tables`: render one of the paper's tables from result files, beside the paper's numbers.
 
+What a table holds (title, paper numbers, derived columns, digits) is its declaration in
+zar.table_registry; the spec the workflow writes (zar.workflow.table_spec) names its rows,
+columns and the result file behind each cell. Nothing here depends on which table it is.
+
 Writes ``<out>.md``, ``<out>.tex``, the ``<out>.csv`` they are rendered from and an HTML
 page of the table (``<out>.html``, for the Snakemake report). Every cell is
 the mean ± sample std (ddof=1) over splits (or shot lists) of a top-1 % (each row says which:
@@ -17,23 +21,19 @@ import json
 from pathlib import Path
 from typing import Any
 
-from zar import paper
 from zar.metrics import harmonic_mean, mean_std
+from zar.table_registry import CITATION, Table, get
 from zar.utils import UserError, atomic_write_text, read_json
 
-TITLES = {
-    1: "Table 1: zero-shot top-1 (%), mean ± std over {n} split(s)",
-    2: "Table 2: base-to-novel top-1 (%), mean over {n} few-shot training list(s); HM = harmonic mean of the means",
-    3: "Table 3: confidence-selection ratio (%) vs top-1 (%), K400-fine-tuned backbone, {n} split(s)",
-    4: "Table 4: sampling rates kept vs top-1 (%), K400-fine-tuned backbone, {n} split(s)",
-    5: "Table 5: number of crops vs top-1 (%), K400-fine-tuned backbone, {n} split(s)",
-}
+
+def _decl(spec: dict) -> Table:
+    return get(spec["table"])
 
 
 def title(spec: dict) -> str:
     """The table's title, with the number of runs (splits or shot lists) behind each cell."""
     n = max((len(files) for row in spec["rows"] for files in row["cells"].values()), default=0)
-    return TITLES[spec["table"]].format(n=n)
+    return _decl(spec).title.format(n=n)
 
 
 def _fmt(mean: float | None, std: float | None = None, digits: int = 1, *, none: str = "—",
@@ -66,41 +66,27 @@ def load_cell(files: list[str], metric: str = "top1") -> dict[str, Any]:
 
 
 def _paper_value(spec: dict, row: dict, col: str) -> tuple[float | None, float | None]:
-    t = spec["table"]
     if spec.get("demo") or not row.get("paper", row.get("key")):
         return None, None  # synthetic data, or a row the paper has no number for measured alike
-    try:
-        if t == 1:
-            return paper.TABLE1[row["paper"]][col]
-        if t == 2:
-            return paper.TABLE2[row["key"]][("base", "novel", "hm").index(col)], None
-        if t == 3:
-            return paper.TABLE3[row["key"]][int(col)], None
-        if t == 4:
-            return (paper.TABLE4[tuple(row["rates"])], None) if col == "hmdb51" else (None, None)
-        if t == 5:
-            return (paper.TABLE5[int(row["key"])], None) if col == "hmdb51" else (None, None)
-    except (KeyError, ValueError, IndexError):
-        return None, None
-    return None, None
+    return _decl(spec).paper(row, col)
 
 
 def compute(spec: dict) -> list[dict[str, Any]]:
     """One record per (row, column): ours, the paper's, the difference, the video counts."""
-    out = []
+    out, derived = [], _decl(spec).derived
     for row in spec["rows"]:
         cells = {col: load_cell(files, row.get("metric", "top1")) for col, files in row["cells"].items()}
-        if spec["table"] == 2:
-            base, novel = cells["base"], cells["novel"]
-            cells["hm"] = {"mean": harmonic_mean(base["mean"], novel["mean"]), "std": None, "values": [],
-                           "n_evaluated": base["n_evaluated"] + novel["n_evaluated"],
-                           "n_listed": base["n_listed"] + novel["n_listed"], "files": []}
+        for col, (a, b) in derived.items():  # the harmonic mean of two columns' means
+            cells[col] = {"mean": harmonic_mean(cells[a]["mean"], cells[b]["mean"]), "std": None, "values": [],
+                          "n_evaluated": cells[a]["n_evaluated"] + cells[b]["n_evaluated"],
+                          "n_listed": cells[a]["n_listed"] + cells[b]["n_listed"], "files": [],
+                          "n_runs": len(row["cells"][a])}
         for col in spec["columns"]:
             c = cells[col]
             p_mean, p_std = _paper_value(spec, row, col)
             out.append({"row": row["label"], "row_key": row["key"], "metric": row.get("metric", "top1"),
                         "column": col, "ours_mean": c["mean"],
-                        "ours_std": c["std"], "n_runs": len(c["values"]) or len(row["cells"].get("base", [])),
+                        "ours_std": c["std"], "n_runs": len(c["values"]) or c.get("n_runs", 0),
                         "paper_mean": p_mean, "paper_std": p_std,
                         "diff": None if c["mean"] is None or p_mean is None else c["mean"] - p_mean,
                         "n_evaluated": c["n_evaluated"], "n_listed": c["n_listed"], "files": " ".join(c["files"]),
@@ -109,11 +95,7 @@ def compute(spec: dict) -> list[dict[str, Any]]:
 
 
 def _col_title(spec: dict, col: str) -> str:
-    if spec["table"] == 3:
-        return f"{col}%"
-    if spec["table"] == 2:
-        return {"base": "Base", "novel": "Novel", "hm": "HM"}[col]
-    return spec["dataset_titles"].get(col, col)
+    return _decl(spec).column_title(col, spec["dataset_titles"])
 
 
 def render_csv(records: list[dict]) -> str:
@@ -128,19 +110,20 @@ def render_csv(records: list[dict]) -> str:
 
 
 def _notes(spec: dict, records: list[dict]) -> list[str]:
-    n_eval = sum(r["n_evaluated"] for r in records if r["column"] != "hm")
-    n_list = sum(r["n_listed"] for r in records if r["column"] != "hm")
+    derived = _decl(spec).derived
+    n_eval = sum(r["n_evaluated"] for r in records if r["column"] not in derived)
+    n_list = sum(r["n_listed"] for r in records if r["column"] not in derived)
     demo = bool(spec.get("demo"))
     notes = ["Ours: mean ± sample std (ddof=1) over the runs of each cell."]
     if not demo:
-        notes.append(f"'paper' = the number published in {paper.CITATION} (quoted, not reproduced by us), shown "
+        notes.append(f"'paper' = the number published in {CITATION} (quoted, not reproduced by us), shown "
                      "only beside a row measured the way the paper measured it; Δ = ours − paper.")
     notes.append(f"Videos evaluated of those listed, summed over the cells: {n_eval:,} of {n_list:,} "
                  f"({n_list - n_eval:,} missing or undecodable; each result JSON lists them with the reason).")
-    chance = {}
+    chance, by = {}, _decl(spec).chance_by
     for r in records:
-        where = _col_title(spec, r["column"]) if spec["table"] in (1, 4, 5) else r["row"]
-        if r.get("n_classes") and spec["table"] != 2:
+        where = _col_title(spec, r["column"]) if by == "column" else r["row"]
+        if r.get("n_classes") and by:
             chance.setdefault(where, 100.0 / r["n_classes"])
     if chance:
         notes.append("Chance level (100 / number of classes): "
@@ -205,7 +188,7 @@ def render_md(spec: dict, records: list[dict]) -> str:
     head = ["", *[f"{_col_title(spec, c)} {h}" if h == "ours" else h for c in cols for h in per_col]]
     lines = [f"# {title(spec)}", "", *[f"- {n}" for n in _notes(spec, records)], "",
              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    digits = 2 if spec["table"] == 3 else 1
+    digits = _decl(spec).digits
     for row in spec["rows"]:
         cells = [row["label"]]
         for c in cols:
@@ -215,13 +198,13 @@ def render_md(spec: dict, records: list[dict]) -> str:
                 cells += [_fmt(r["paper_mean"], r["paper_std"], digits), _diff(r["ours_mean"], r["paper_mean"], digits)]
             cells.append(f"{r['n_evaluated']:,}/{r['n_listed']:,}")
         lines.append("| " + " | ".join(cells) + " |")
-    quoted = paper.TABLE1_QUOTED if spec["table"] == 1 and _show_paper(spec) else {}
+    quoted = _decl(spec).quoted if _show_paper(spec) else {}
     for label, vals in quoted.items():
         cells = [f"{label} (quoted from the paper)"]
         for c in cols:
             cells += ["—", _fmt(*vals.get(c, (None, None))), "—", "—"]
         lines.append("| " + " | ".join(cells) + " |")
-    if spec["table"] == 1:
+    if _decl(spec).cost:
         lines += render_cost_md(cost_rows(spec))
     return "\n".join(lines) + "\n"
 
@@ -233,7 +216,7 @@ def _tex_escape(s: str) -> str:
 def render_tex(spec: dict, records: list[dict]) -> str:
     by = {(r["row"], r["column"]): r for r in records}
     cols = spec["columns"]
-    digits = 2 if spec["table"] == 3 else 1
+    digits = _decl(spec).digits
     show = _show_paper(spec)
 
     def pm(mean, std):
@@ -255,9 +238,9 @@ def render_tex(spec: dict, records: list[dict]) -> str:
             if show:
                 vals.append(pm(r["paper_mean"], r["paper_std"]))
         out.append(_tex_escape(row["label"]) + " & " + " & ".join(vals) + r" \\")
-    quoted = spec["table"] == 1 and show
+    quoted = bool(_decl(spec).quoted) and show
     if quoted:
-        for label, v in paper.TABLE1_QUOTED.items():
+        for label, v in _decl(spec).quoted.items():
             out.append(_tex_escape(label) + r"$^\dagger$ & " + " & ".join(f"-- & {pm(*v.get(c, (None, None)))}" for c in cols) + r" \\")
     out += [r"\bottomrule", r"\end{tabular}",
             rf"\caption{{{_tex_escape(title(spec))}. " + _tex_escape(" ".join(_notes(spec, records)))

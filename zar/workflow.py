@@ -25,6 +25,7 @@ import shlex
 from dataclasses import dataclass, field
 from typing import Any
 
+from zar import table_registry
 from zar.splits import formats
 
 
@@ -213,18 +214,16 @@ def _b2n(cfg: dict) -> dict[tuple[str, int, str], Evaluation]:
             for ds in b["datasets"] for s in b["shots"] for sub in ("base", "novel")}
 
 
-def evaluations(cfg: dict) -> list[Evaluation]:
-    """Every tuning job of the configured tables (each result file once)."""
-    tables = set(cfg["tables"])
+def _catalogue(cfg: dict) -> dict[str, Evaluation]:
+    """Every evaluation the config describes, by result file (the tables pick theirs)."""
     main = _zeroshot(cfg)
-    found: list[Evaluation] = []
-    if 1 in tables or tables & {3, 4, 5}:
-        found += main
-    if tables & {3, 4, 5}:
-        found += _ablations(cfg, main).values()
-    if 2 in tables:
-        found += _b2n(cfg).values()
-    return list({e.result: e for e in found}.values())
+    return {e.result: e for e in [*main, *_ablations(cfg, main).values(), *_b2n(cfg).values()]}
+
+
+def evaluations(cfg: dict) -> list[Evaluation]:
+    """Every tuning job of the configured tables: the result files their cells read, each once."""
+    wanted = {f for n in cfg["tables"] for f in table_inputs(cfg, n)}
+    return [e for f, e in _catalogue(cfg).items() if f in wanted]
 
 
 def evaluation(cfg: dict, result: str) -> Evaluation:
@@ -303,49 +302,37 @@ def evaluation_shards(cfg: dict, e: Evaluation) -> list[str]:
 
 
 # ----------------------------------------------------------------------------- tables
-METRICS = {"top1": "after tuning (the method's result)", "top1_before_tuning": "the initial prompt, no tuning",
-           "top1_ensemble": "the inference clip and the views averaged, initial prompt"}
+@dataclass
+class TableJobs:
+    """The result file of each evaluation, for a table's layout (zar.table_registry.Jobs)."""
+
+    cfg: dict
+
+    def zeroshot(self, dataset: str, run: str, split: int) -> str:
+        return zeroshot_result(self.cfg, dataset, run, split)
+
+    def ablation(self, dataset: str, axis: str, value: Any, split: int) -> str:
+        variant = {"ratio": ratio_variant, "rates": rates_variant, "crops": crops_variant}[axis](value)
+        return self._ablations[dataset, variant, split].result
+
+    def b2n(self, dataset: str, shot: int, subset: str) -> str:
+        return b2n_result(self.cfg, dataset, shot, subset)
+
+    @property
+    def _ablations(self) -> dict[tuple[str, str, int], Evaluation]:
+        if not hasattr(self, "_cells"):
+            self._cells = _ablations(self.cfg, _zeroshot(self.cfg))
+        return self._cells
 
 
 def table_spec(cfg: dict, table: int) -> dict[str, Any]:
     """What `zar tables` renders: rows x columns of result files (one per split or shot), the
-    metric each row reads, and the paper's row it is compared with (if any)."""
+    metric each row reads, and the paper's row it is compared with (if any); the table's
+    declaration (zar.table_registry) lays it out."""
     ds_title = {k: v.get("title", k) for k, v in cfg["datasets"].items()}
-    common = {"table": table, "demo": bool(cfg.get("demo", False)), "dataset_titles": ds_title}
-    zs, ab = cfg["zeroshot"], cfg["ablations"]
-    if table == 1:
-        rows = [{"key": r.get("paper") or r["run"], "label": r["label"], "metric": r.get("metric", "top1"),
-                 "paper": r.get("paper"), "protocol": r.get("protocol", ""),
-                 "cells": {d: [zeroshot_result(cfg, d, r["run"], s) for s in zs["splits"]] for d in zs["datasets"]}}
-                for r in zs["rows"]]
-        return {**common, "columns": list(zs["datasets"]), "rows": rows}
-    if table == 2:
-        b = _b2n(cfg)
-        rows = [{"key": d, "label": ds_title[d], "paper": d,
-                 "cells": {sub: [b[d, s, sub].result for s in cfg["b2n"]["shots"]] for sub in ("base", "novel")}}
-                for d in cfg["b2n"]["datasets"]]
-        return {**common, "columns": ["base", "novel", "hm"], "rows": rows}
-    cells = _ablations(cfg, _zeroshot(cfg))
-    if table == 3:
-        values = ab["ratio"]["values"]
-        rows = [{"key": d, "label": ds_title[d], "paper": d,
-                 "cells": {str(int(round(r * 100))): [cells[d, ratio_variant(r), s].result for s in ab["splits"]]
-                           for r in values}}
-                for d in ab["ratio"]["datasets"]]
-        return {**common, "columns": [str(int(round(r * 100))) for r in values], "rows": rows}
-    if table == 4:
-        d_list = ab["rates"]["datasets"]
-        rows = [{"key": ",".join(map(str, rates)), "label": name, "rates": list(rates), "paper": "rates",
-                 "cells": {d: [cells[d, rates_variant(name), s].result for s in ab["splits"]] for d in d_list}}
-                for name, rates in ab["rates"]["variants"].items()]
-        return {**common, "columns": list(d_list), "rows": rows}
-    if table == 5:
-        d_list = ab["crops"]["datasets"]
-        rows = [{"key": str(c), "label": f"{c} crop{'s' if c > 1 else ''}", "paper": "crops",
-                 "cells": {d: [cells[d, crops_variant(c), s].result for s in ab["splits"]] for d in d_list}}
-                for c in ab["crops"]["values"]]
-        return {**common, "columns": list(d_list), "rows": rows}
-    raise ValueError(f"there is no table {table}")
+    columns, rows = table_registry.get(table).layout(TableJobs(cfg))
+    return {"table": table, "demo": bool(cfg.get("demo", False)), "dataset_titles": ds_title,
+            "columns": columns, "rows": rows}
 
 
 def table_inputs(cfg: dict, table: int) -> list[str]:
@@ -382,6 +369,10 @@ def check_config(cfg: dict, schema_path: str) -> None:
         if isinstance(entry, dict):
             named |= {(f"ablations.{name}.datasets", k) for k in entry.get("datasets", [])}
     named |= {(f"training.{t}.dataset", e["dataset"]) for t, e in cfg.get("training", {}).items()}
+    unknown_tables = [n for n in cfg.get("tables", []) if n not in table_registry.TABLES]
+    if unknown_tables:
+        raise UserError(f"tables: no table {unknown_tables[0]} (zar knows tables "
+                        f"{', '.join(map(str, table_registry.TABLES))}: zar/table_registry.py)")
     unknown = sorted(f"{where}: {k}" for where, k in named if k not in DATASETS)
     if unknown:
         raise UserError(f"unknown dataset(s) in the config ({'; '.join(unknown[:5])}); zar knows "
@@ -421,7 +412,8 @@ def ablation_figure(cfg: dict, table: int) -> str:
 
 
 def ablation_figures(cfg: dict) -> list[str]:
-    return [ablation_figure(cfg, t) for t in (3, 4, 5) if t in cfg["tables"]]
+    """The configured tables that are drawn (a ``plot`` in their declaration)."""
+    return [ablation_figure(cfg, t) for t in table_registry.plotted() if t in cfg["tables"]]
 
 
 def table1_backbones(cfg: dict) -> list[str]:

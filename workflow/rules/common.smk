@@ -5,6 +5,7 @@ import os
 import shlex
 
 import zar.workflow as W
+from zar import table_registry
 
 RES = config["results_dir"]
 DATA = config["data_root"]

@@ -6,6 +6,7 @@
 
 FIG = f"{RES}/figures"
 FIGCFG = config["figures"]
+PLOTTED_TABLES = table_registry.plotted()
 DEMO_NOTE = " (DEMO: synthetic data, tiny CLIP)" if config.get("demo") else ""
 
 FIGURE_RESOURCES = dict(
@@ -56,7 +57,7 @@ rule ablation_figure:
     log:
         f"{LOGS}/figures/ablation_table{{table}}.log",
     wildcard_constraints:
-        table="[345]",
+        table="|".join(map(str, PLOTTED_TABLES)),
     params:
         title=lambda w: shlex.quote(f"Table {w.table}{DEMO_NOTE}"),
     threads: 1

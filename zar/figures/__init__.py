@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from zar import table_registry
 from zar.utils import UserError
 
 log = logging.getLogger(__name__)
@@ -33,9 +34,10 @@ def add_arguments(p) -> None:
     s.add_argument("--top", type=int, default=10, help="classes shown that tuning helps / hurts most (default 10)")
     s.add_argument("--note", default="", help="added to every title (e.g. that the data are synthetic)")
 
-    s = sub.add_parser("ablation", help="an ablation table (3, 4 or 5) as a plot")
+    drawn = table_registry.plotted()
+    s = sub.add_parser("ablation", help=f"a table drawn as a plot ({', '.join(map(str, drawn))}: zar/table_registry.py)")
     s.add_argument("--table", required=True, help="table CSV written by `zar tables`")
-    s.add_argument("--number", type=int, required=True, choices=(3, 4, 5), help="which table it is")
+    s.add_argument("--number", type=int, required=True, choices=drawn, help="which table it is")
     s.add_argument("--out", required=True, help="figure to write (.png); CSV beside it")
     s.add_argument("--title", default=None, help="figure title")
 

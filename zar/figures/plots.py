@@ -129,19 +129,20 @@ def _errors(points: list[dict]) -> list[float] | None:
     return [p["std"] or 0.0 for p in points] if any(p["std"] is not None for p in points) else None
 
 
-ABLATION_X = {3: "confidence ratio: views kept (%)", 4: "sampling rates kept", 5: "crops per clip"}
-
-
 def ablation(out_png: str | Path, points: list[dict], table: int, title: str) -> None:
-    """Table 3 as lines (top-1 against the kept ratio), Tables 4-5 as grouped bars; error bars
-    = std over splits; the paper's values, where given, as a second series."""
+    """A table as its declaration says (zar.table_registry): lines (top-1 against the column,
+    e.g. Table 3's kept ratio) or grouped bars (Tables 4-5); error bars = std over splits; the
+    paper's values, where given, as a second series."""
+    from zar.table_registry import get
+
+    plot = get(table).plot
     write_csv(csv_path(out_png), points, ["series", "group", "x", "mean", "std", "n_runs"])
     fig = _figure("ablation")
     ax = fig.subplots()
     groups = list(dict.fromkeys(p["group"] for p in points))
     series = [s for s in ("ours", "paper") if any(p["series"] == s for p in points)]
     colours = {g: f"C{i % 10}" for i, g in enumerate(groups)}
-    if table == 3:
+    if plot.kind == "lines":
         for g in groups:
             for s in series:
                 pts = sorted((p for p in points if p["group"] == g and p["series"] == s and p["mean"] is not None),
@@ -152,7 +153,7 @@ def ablation(out_png: str | Path, points: list[dict], table: int, title: str) ->
                             yerr=_errors(pts), color=colours[g], capsize=3,
                             marker="o" if s == "ours" else "s", linestyle="-" if s == "ours" else "--",
                             label=f"{g} ({'ours' if s == 'ours' else 'paper, quoted'})")
-        ax.set_xlabel(ABLATION_X[3])
+        ax.set_xlabel(plot.x_label)
     else:
         cats = list(dict.fromkeys(p["x"] for p in points))
         combos = [(g, s) for g in groups for s in series]
@@ -169,7 +170,7 @@ def ablation(out_png: str | Path, points: list[dict], table: int, title: str) ->
                           label=f"{g} ({'ours' if s == 'ours' else 'paper, quoted'})")
             ax.bar_label(bars, fmt="%.1f", fontsize=8, padding=2)
         ax.set_xticks(range(len(cats)), cats)
-        ax.set_xlabel(ABLATION_X[table])
+        ax.set_xlabel(plot.x_label)
     ax.set_ylabel("top-1 (%)")
     ax.grid(axis="y", alpha=0.3)
     if points:  # below the axes, where it hides no point or bar
