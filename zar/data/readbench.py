@@ -36,7 +36,8 @@ def add_read_arguments(p: argparse.ArgumentParser) -> None:
 
 def run_read(args) -> int:
     from zar.bench import make_clip
-    from zar.video import VideoReader, _probe
+    from zar.video import VideoReader
+    from zar.video.sources import _probe
 
     with tempfile.TemporaryDirectory() as d:
         clip = Path(d) / "clip.mp4"

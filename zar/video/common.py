@@ -1,0 +1,73 @@
+"""Frame counts, sizes and errors shared by the video reader's parts (zar.video)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+
+
+BACKENDS = ("decord", "pyav")
+PARTIAL_POLICIES = ("flag", "refuse")
+IMPORT_TIMEOUT = 300.0  # seconds a worker may take to import a decoder (torch is slow on cold disks)
+# MPEG-4 part 2 decoders whose streams may carry packed B-frames (DivX/Xvid in AVI)
+_PACKED_B_CODECS = {"mpeg4", "msmpeg4v1", "msmpeg4v2", "msmpeg4v3", "msmpeg4"}
+# Where a seeking decoder returns exactly frame i: container (FFmpeg's demuxer name) -> codecs.
+# Measured with decord 0.6.0 against PyAV's sequential decode (every frame, 25 index sets per
+# file); mpeg4 counts only without B-frames. Everything else is read by PyAV.
+_EXACT_SEEK = {
+    "mov,mp4,m4a,3gp,3g2,mj2": {"h264", "mpeg4"},
+    "matroska,webm": {"h264", "vp9", "mpeg4", "mjpeg"},
+    "avi": {"mpeg4", "mjpeg"},
+}
+_ROTATION_PACKETS = 64  # packets decoded at most to find the first frame (and its rotation)
+# a file is partial when fewer frames are readable than it declares, beyond this slack (AVI
+# headers count a few placeholder frames of packed B-frame streams; durations are approximate)
+_PARTIAL_SLACK_FRAMES = 2
+_PARTIAL_SLACK_FRACTION = 0.02
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    num_frames: int
+    fps: float
+    width: int
+    height: int
+    declared_frames: int | None = None  # what the container announces (None: unknown)
+    partial: bool = False  # damaged or truncated: fewer frames readable than declared
+
+
+class VideoDecodeError(RuntimeError):
+    def __init__(self, path: str | Path, reason: str):
+        super().__init__(f"{path}: {reason}")
+        self.path = str(path)
+        self.reason = reason
+
+
+class _Untrusted(Exception):
+    """This backend's frame indexing cannot be trusted on this file (PyAV takes over)."""
+
+
+class _ShortRead(Exception):
+    """Fewer frames decoded than the demuxer promised; ``args[0]`` is the real count."""
+
+
+def short_side_size(width: int, height: int, short_side: int | None) -> tuple[int, int]:
+    """(width, height) scaled so the shorter side is ``short_side`` (None: unchanged)."""
+    if not short_side or min(width, height) == short_side:
+        return width, height
+    if width <= height:
+        return short_side, max(1, round(height * short_side / width))
+    return max(1, round(width * short_side / height)), short_side
+
+
+def output_size(width: int, height: int, short_side: int | None = None,
+                max_short_side: int | None = None) -> tuple[int, int]:
+    """The (width, height) a reader returns for a source of this display size: ``short_side``
+    if given, else scaled down to ``max_short_side`` when the short side is larger, else as is."""
+    if short_side:
+        return short_side_size(width, height, short_side)
+    if max_short_side and min(width, height) > max_short_side:
+        return short_side_size(width, height, max_short_side)
+    return width, height
+
+
