@@ -29,7 +29,7 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 
-from zar.train import checkpoint as ck
+from zar.train import checkpoint
 from zar.train.augment import mix_batch, soft_cross_entropy, soft_targets
 from zar.train.data import (Layout, StepBatches, TrainClips, class_prompts, collate, load_training_list,
                             steps_per_epoch, worker_init)
@@ -222,191 +222,228 @@ def _check_out(job: TrainJob) -> str | None:
         if job.resume:
             return "done"
         raise UserError(f"{out}: holds a finished training run; choose another --out")
-    if ck.list_states(out) and not job.resume:
+    if checkpoint.list_states(out) and not job.resume:
         raise UserError(f"{out}: holds an unfinished training run; pass --resume to continue it or choose another --out")
     return None
 
 
 def _train(job: TrainJob, d: Dist) -> int:
-    from zar.backbone import build_model, parse_spec, register_configs
-
-    recipe = job.recipe
-    out = Path(job.out)
     if _check_out(job) == "done":
-        log.info("%s: training already finished; nothing to do", out)
+        log.info("%s: training already finished; nothing to do", job.out)
         return 0
-    classes, items = load_training_list(job.videos, job.classes, job.root, job.ext)
-    prompts = class_prompts(classes, recipe.prompt)
-    spec = parse_spec(job.backbone)
-    layout = Layout.make(recipe.batch_size, recipe.micro_batch, d.world, recipe.mixing)
-    spe = steps_per_epoch(len(items), recipe.batch_size)
-    if spe == 0:
-        raise UserError(f"{job.videos}: {len(items)} videos, fewer than one global batch of {recipe.batch_size}")
-    total = spe * recipe.epochs
-    warmup = int(recipe.warmup_epochs * spe)  # as ViFi-CLIP: int(WARMUP_EPOCHS * steps per epoch)
-    fingerprint = _fingerprint(job, recipe, spec)
+    run = _Run(job, d)
+    run.resume()
+    run.write_config()
+    return run.train()
 
-    # the same initial weights on every process, then a different RNG stream per process
-    torch.manual_seed(stable_int(recipe.seed, "init"))
-    clip, pre = build_model(spec, d.device)
-    rank_seed = stable_int(recipe.seed, "rank", d.rank)
-    torch.manual_seed(rank_seed)
-    np.random.seed(rank_seed % 2**32)
-    random.seed(rank_seed)
 
-    import open_clip
+class _Run:
+    """One training run: ``__init__`` sets it up (lists, model, optimizer, schedule), ``resume``
+    loads the last state file, ``train`` runs the epochs (``step`` each step, ``save`` the
+    state files), ``finish`` writes the backbone."""
 
-    register_configs()
-    tokens = open_clip.get_tokenizer(spec.arch)(prompts).to(d.device)
-    if bool((tokens[:, -1] != 0).any()):
-        log.warning("some class prompts fill the %d-token context and may be truncated", tokens.shape[1])
-    clip.train()
-    trained = trainable_parameters(clip)  # before DDP: it syncs exactly the parameters that need a gradient
-    net: torch.nn.Module = VideoCLIP(clip)
-    if d.world > 1:
-        net = torch.nn.parallel.DistributedDataParallel(
-            net, device_ids=[d.device.index] if d.device.type == "cuda" else None, broadcast_buffers=False)
-    opt = torch.optim.AdamW(trained, lr=recipe.lr, betas=tuple(recipe.betas), eps=recipe.eps,
-                            weight_decay=recipe.weight_decay)
-    scaler = torch.amp.GradScaler("cuda", enabled=d.device.type == "cuda" and recipe.precision == "fp16")
-    scheduler = make_scheduler(opt, total, warmup, recipe)
+    def __init__(self, job: TrainJob, d: Dist) -> None:
+        from zar.backbone import build_model, parse_spec, register_configs
 
-    start, skipped_base = 0, {}
-    states = ck.list_states(out) if job.resume else []
-    if states:
+        self.job, self.d, self.recipe, self.out = job, d, job.recipe, Path(job.out)
+        recipe = self.recipe
+        self.classes, self.items = load_training_list(job.videos, job.classes, job.root, job.ext)
+        self.spec = parse_spec(job.backbone)
+        self.layout = Layout.make(recipe.batch_size, recipe.micro_batch, d.world, recipe.mixing)
+        self.epoch_steps = steps_per_epoch(len(self.items), recipe.batch_size)
+        if self.epoch_steps == 0:
+            raise UserError(f"{job.videos}: {len(self.items)} videos, fewer than one global batch of {recipe.batch_size}")
+        self.total = self.epoch_steps * recipe.epochs
+        self.warmup = int(recipe.warmup_epochs * self.epoch_steps)  # as ViFi-CLIP: int(WARMUP_EPOCHS * steps per epoch)
+        self.fingerprint = _fingerprint(job, recipe, self.spec)
+
+        # the same initial weights on every process, then a different RNG stream per process
+        torch.manual_seed(stable_int(recipe.seed, "init"))
+        self.clip, self.pre = build_model(self.spec, d.device)
+        rank_seed = stable_int(recipe.seed, "rank", d.rank)
+        torch.manual_seed(rank_seed)
+        np.random.seed(rank_seed % 2**32)
+        random.seed(rank_seed)
+
+        import open_clip
+
+        register_configs()
+        prompts = class_prompts(self.classes, recipe.prompt)
+        self.tokens = open_clip.get_tokenizer(self.spec.arch)(prompts).to(d.device)
+        if bool((self.tokens[:, -1] != 0).any()):
+            log.warning("some class prompts fill the %d-token context and may be truncated", self.tokens.shape[1])
+        self.clip.train()
+        trained = trainable_parameters(self.clip)  # before DDP: it syncs exactly the parameters that need a gradient
+        self.net: torch.nn.Module = VideoCLIP(self.clip)
+        if d.world > 1:
+            self.net = torch.nn.parallel.DistributedDataParallel(
+                self.net, device_ids=[d.device.index] if d.device.type == "cuda" else None, broadcast_buffers=False)
+        self.opt = torch.optim.AdamW(trained, lr=recipe.lr, betas=tuple(recipe.betas), eps=recipe.eps,
+                                     weight_decay=recipe.weight_decay)
+        self.scaler = torch.amp.GradScaler("cuda", enabled=d.device.type == "cuda" and recipe.precision == "fp16")
+        self.scheduler = make_scheduler(self.opt, self.total, self.warmup, recipe)
+        self.start, self.skipped_base, self.skipped_local = 0, {}, {}
+
+    def resume(self) -> None:
+        """Continue from the last state file (with --resume), after checking it is this run's."""
+        states = checkpoint.list_states(self.out) if self.job.resume else []
+        if not states:
+            if self.job.resume:
+                log.info("%s: no state file yet; starting from the beginning", self.out)
+            return
         _, path = states[-1]
-        st = ck.load_state(path)
-        if st.get("fingerprint") != fingerprint:
-            diff = sorted(k for k in fingerprint if st.get("fingerprint", {}).get(k) != fingerprint[k])
+        state = checkpoint.load_state(path)
+        if state.get("fingerprint") != self.fingerprint:
+            diff = sorted(k for k in self.fingerprint if state.get("fingerprint", {}).get(k) != self.fingerprint[k])
             raise UserError(f"{path}: the run was started with different settings ({', '.join(diff)}); "
                             "resume with the same recipe, lists and backbone, or choose another --out")
-        clip.load_state_dict(st["model"])
-        opt.load_state_dict(st["optimizer"])
-        scaler.load_state_dict(st["scaler"])
-        if d.rank < len(st["rng"]):
-            ck.set_rng_state(st["rng"][d.rank])
-        start, skipped_base = int(st["step"]), dict(st["skipped"])
-        log.info("resuming from %s (step %d of %d)", path, start, total)
-        del st
-    elif job.resume:
-        log.info("%s: no state file yet; starting from the beginning", out)
+        self.clip.load_state_dict(state["model"])
+        self.opt.load_state_dict(state["optimizer"])
+        self.scaler.load_state_dict(state["scaler"])
+        if self.d.rank < len(state["rng"]):
+            checkpoint.set_rng_state(state["rng"][self.d.rank])
+        self.start, self.skipped_base = int(state["step"]), dict(state["skipped"])
+        log.info("resuming from %s (step %d of %d)", path, self.start, self.total)
 
-    if d.main:
-        out.mkdir(parents=True, exist_ok=True)
-        _truncate_log(out / "train_log.jsonl", start)
-        write_json(out / "train_config.json", {
+    def write_config(self) -> None:
+        if not self.d.main:
+            return
+        job, recipe, layout = self.job, self.recipe, self.layout
+        self.out.mkdir(parents=True, exist_ok=True)
+        _truncate_log(self.out / "train_log.jsonl", self.start)
+        write_json(self.out / "train_config.json", {
             "job": {k: (str(v) if isinstance(v, Path) else v) for k, v in dataclasses.asdict(job).items()
                     if k != "recipe"},
-            "recipe": recipe.to_dict(), "fingerprint": fingerprint,
-            "layout": dataclasses.asdict(layout), "steps_per_epoch": spe, "total_steps": total,
-            "warmup_steps": warmup, "n_videos": len(items), "n_classes": len(classes),
+            "recipe": recipe.to_dict(), "fingerprint": self.fingerprint,
+            "layout": dataclasses.asdict(layout), "steps_per_epoch": self.epoch_steps, "total_steps": self.total,
+            "warmup_steps": self.warmup, "n_videos": len(self.items), "n_classes": len(self.classes),
             "provenance": provenance()})
         log.info("training %d videos, %d classes, %d epochs x %d steps, global batch %d = %d x %d processes x %d",
-                 len(items), len(classes), recipe.epochs, spe, layout.batch_size, layout.micro, d.world, layout.accum)
+                 len(self.items), len(self.classes), recipe.epochs, self.epoch_steps, layout.batch_size, layout.micro,
+                 self.d.world, layout.accum)
 
-    dataset = TrainClips(items, recipe, pre.image_size, pre.mean, pre.std, pre.interpolation)
-    skipped_local: dict[str, dict] = {}
-
-    def save(step: int) -> None:
-        rngs = _gather(d, ck.rng_state())
-        skipped = _total_skipped(skipped_base, _gather(d, skipped_local))
+    def save(self, step: int) -> None:
+        """A state file at ``step`` (every process takes part: RNG states and skips are gathered)."""
+        d, out = self.d, self.out
+        rngs = _gather(d, checkpoint.rng_state())
+        skipped = _total_skipped(self.skipped_base, _gather(d, self.skipped_local))
         if d.main:
-            ck.save_state(ck.state_path(out, step), {
-                "format": "zar-train-state/1", "step": step, "epoch_end": step % spe == 0,
-                "model": {k: v.detach().cpu() for k, v in clip.state_dict().items()},
-                "optimizer": opt.state_dict(), "scaler": scaler.state_dict(), "rng": rngs,
-                "skipped": skipped, "fingerprint": fingerprint})
-            ck.prune_states(out, {s for s, _ in ck.list_states(out) if s % spe == 0} | {step})
+            checkpoint.save_state(checkpoint.state_path(out, step), {
+                "format": "zar-train-state/1", "step": step, "epoch_end": step % self.epoch_steps == 0,
+                "model": {k: v.detach().cpu() for k, v in self.clip.state_dict().items()},
+                "optimizer": self.opt.state_dict(), "scaler": self.scaler.state_dict(), "rng": rngs,
+                "skipped": skipped, "fingerprint": self.fingerprint})
+            checkpoint.prune_states(out, {s for s, _ in checkpoint.list_states(out) if s % self.epoch_steps == 0}
+                                    | {step})
             log.info("state written at step %d", step)
         if d.world > 1:
             dist.barrier()
 
-    plan = StepBatches(len(items), layout, d.rank, recipe.seed)
-    with _StopFlag() as stop, open(out / "train_log.jsonl", "a", encoding="utf-8") if d.main else \
-            contextlib.nullcontext() as logf, _loader(dataset, plan, recipe, d.device) as loader:
-        for epoch in range(start // spe, recipe.epochs):
-            first = start % spe if epoch == start // spe else 0
-            plan.set_epoch(epoch, first)
-            batches = iter(loader)
-            steps = range(first, spe)
-            for s in (progress(steps, total=len(steps), desc=f"epoch {epoch + 1}/{recipe.epochs}",
-                               every=recipe.log_every) if d.main else steps):
-                g = epoch * spe + s
-                t0 = time.perf_counter()
-                lr = set_step_lr(scheduler, g)
-                loss_sum = torch.zeros((), device=d.device)
-                step_skips: list = []
-                for a in range(layout.accum):
-                    batch = next(batches)
-                    step_skips += batch["skipped"]
-                    clips = batch["clips"].to(d.device, non_blocking=True)
-                    y = soft_targets(batch["labels"].to(d.device), len(classes), recipe.label_smoothing)
-                    clips, y = mix_batch(clips, y, batch["positions"], recipe.seed, epoch, s, recipe)
-                    sync = d.world == 1 or a == layout.accum - 1
-                    with contextlib.nullcontext() if sync else net.no_sync():
-                        with _autocast(d.device, recipe.precision):
-                            logits = net(clips, tokens)
-                        per = soft_cross_entropy(logits, y)
-                        scaler.scale(per.sum() * (d.world / layout.batch_size)).backward()
-                    loss_sum += per.detach().sum()
-                flags = torch.stack([loss_sum.float(), torch.tensor(float(stop.raised), device=d.device)])
-                if d.world > 1:
-                    dist.all_reduce(flags)
-                if float(flags[1]) > 0:
-                    # a signal: this step's clips may have been read while processes were being
-                    # stopped, so the step is dropped and the state is the one before it
-                    opt.zero_grad(set_to_none=True)
-                    save(g)
-                    log.warning("stopped by a signal before step %d of %d; rerun with --resume to continue",
-                                g + 1, total)
-                    return EXIT_STOPPED
-                scaler.step(opt)
-                scaler.update()
-                opt.zero_grad(set_to_none=True)
-                with torch.no_grad():
-                    clip.logit_scale.clamp_(0.0, math.log(recipe.max_logit_scale))
-                for vid, reason in step_skips:
-                    _add_skipped(skipped_local, vid, reason)
-                done = g + 1
-                if d.main:
-                    dt = time.perf_counter() - t0
-                    rec = {"step": done, "epoch": epoch + 1, "loss": float(flags[0]) / layout.batch_size,
-                           "lr": lr, "logit_scale": float(clip.logit_scale.detach().exp()),
-                           "clips_per_s": layout.batch_size / dt}
-                    logf.write(json.dumps(rec) + "\n")
-                    logf.flush()
-                    if done % recipe.log_every == 0 or done == total:
-                        log.info("step %d/%d epoch %d loss %.4f lr %.3g scale %.2f %.1f clips/s",
-                                 done, total, epoch + 1, rec["loss"], lr, rec["logit_scale"], rec["clips_per_s"])
-                by_steps = job.stop_after_steps is not None and done >= job.stop_after_steps
-                if (s + 1 == spe) or (recipe.save_every and done % recipe.save_every == 0) or by_steps:
-                    save(done)
-                if by_steps and done < total:
-                    log.warning("stopped at step %d of %d; rerun with --resume to continue", done, total)
+    def train(self) -> int:
+        job, recipe, d, epoch_steps = self.job, self.recipe, self.d, self.epoch_steps
+        dataset = TrainClips(self.items, recipe, self.pre.image_size, self.pre.mean, self.pre.std,
+                             self.pre.interpolation)
+        plan = StepBatches(len(self.items), self.layout, d.rank, recipe.seed)
+        with _StopFlag() as stop, open(self.out / "train_log.jsonl", "a", encoding="utf-8") if d.main else \
+                contextlib.nullcontext() as train_log, _loader(dataset, plan, recipe, d.device) as loader:
+            for epoch in range(self.start // epoch_steps, recipe.epochs):
+                first = self.start % epoch_steps if epoch == self.start // epoch_steps else 0
+                plan.set_epoch(epoch, first)
+                batches = iter(loader)
+                steps = range(first, epoch_steps)
+                for s in (progress(steps, total=len(steps), desc=f"epoch {epoch + 1}/{recipe.epochs}",
+                                   every=recipe.log_every) if d.main else steps):
+                    done = self.step(epoch, s, batches, stop, train_log)
+                    if done is None:
+                        return EXIT_STOPPED
+                    by_steps = job.stop_after_steps is not None and done >= job.stop_after_steps
+                    if (s + 1 == epoch_steps) or (recipe.save_every and done % recipe.save_every == 0) or by_steps:
+                        self.save(done)
+                    if by_steps and done < self.total:
+                        log.warning("stopped at step %d of %d; rerun with --resume to continue", done, self.total)
+                        return 0
+                del batches
+                if job.stop_after_epoch is not None and epoch + 1 >= job.stop_after_epoch and epoch + 1 < recipe.epochs:
+                    log.warning("stopped after epoch %d of %d; rerun with --resume to continue", epoch + 1,
+                                recipe.epochs)
                     return 0
-            del batches
-            if job.stop_after_epoch is not None and epoch + 1 >= job.stop_after_epoch and epoch + 1 < recipe.epochs:
-                log.warning("stopped after epoch %d of %d; rerun with --resume to continue", epoch + 1, recipe.epochs)
-                return 0
+        self.finish()
+        return 0
 
-    skipped = _total_skipped(skipped_base, _gather(d, skipped_local))
-    if d.main:
+    def step(self, epoch: int, s: int, batches, stop: "_StopFlag", train_log) -> int | None:
+        """Optimizer step ``s`` of ``epoch``: the steps done after it, or None when a signal
+        stopped the run (the step is dropped and the state before it written)."""
+        d, recipe, layout = self.d, self.recipe, self.layout
+        g = epoch * self.epoch_steps + s
+        t0 = time.perf_counter()
+        lr = set_step_lr(self.scheduler, g)
+        loss_sum = torch.zeros((), device=d.device)
+        step_skips: list = []
+        for a in range(layout.accum):
+            batch = next(batches)
+            step_skips += batch["skipped"]
+            clips = batch["clips"].to(d.device, non_blocking=True)
+            y = soft_targets(batch["labels"].to(d.device), len(self.classes), recipe.label_smoothing)
+            clips, y = mix_batch(clips, y, batch["positions"], recipe.seed, epoch, s, recipe)
+            sync = d.world == 1 or a == layout.accum - 1
+            with contextlib.nullcontext() if sync else self.net.no_sync():
+                with _autocast(d.device, recipe.precision):
+                    logits = self.net(clips, self.tokens)
+                per = soft_cross_entropy(logits, y)
+                self.scaler.scale(per.sum() * (d.world / layout.batch_size)).backward()
+            loss_sum += per.detach().sum()
+        flags = torch.stack([loss_sum.float(), torch.tensor(float(stop.raised), device=d.device)])
+        if d.world > 1:
+            dist.all_reduce(flags)
+        if float(flags[1]) > 0:
+            # a signal: this step's clips may have been read while processes were being
+            # stopped, so the step is dropped and the state is the one before it
+            self.opt.zero_grad(set_to_none=True)
+            self.save(g)
+            log.warning("stopped by a signal before step %d of %d; rerun with --resume to continue", g + 1, self.total)
+            return None
+        self.scaler.step(self.opt)
+        self.scaler.update()
+        self.opt.zero_grad(set_to_none=True)
+        with torch.no_grad():
+            self.clip.logit_scale.clamp_(0.0, math.log(recipe.max_logit_scale))
+        for vid, reason in step_skips:
+            _add_skipped(self.skipped_local, vid, reason)
+        done = g + 1
+        if d.main:
+            dt = time.perf_counter() - t0
+            rec = {"step": done, "epoch": epoch + 1, "loss": float(flags[0]) / layout.batch_size,
+                   "lr": lr, "logit_scale": float(self.clip.logit_scale.detach().exp()),
+                   "clips_per_s": layout.batch_size / dt}
+            train_log.write(json.dumps(rec) + "\n")
+            train_log.flush()
+            if done % recipe.log_every == 0 or done == self.total:
+                log.info("step %d/%d epoch %d loss %.4f lr %.3g scale %.2f %.1f clips/s",
+                         done, self.total, epoch + 1, rec["loss"], lr, rec["logit_scale"], rec["clips_per_s"])
+        return done
+
+    def finish(self) -> None:
+        """The trained backbone (model.safetensors + model.json) with what it was trained on."""
+        job, recipe = self.job, self.recipe
+        skipped = _total_skipped(self.skipped_base, _gather(self.d, self.skipped_local))
+        if not self.d.main:
+            return
         meta = {
-            "arch": spec.arch, "quick_gelu": _uses_quick_gelu(clip), "format": "zar-backbone/1",
-            "preprocess": pre.to_dict(),
-            "init": spec.to_dict(), "recipe": recipe.to_dict(), "epochs": recipe.epochs, "steps": total,
-            "videos": {"path": str(job.videos), "sha256": fingerprint["videos_sha256"], "count": len(items)},
-            "classes": {"path": str(job.classes), "sha256": fingerprint["classes_sha256"], "count": len(classes)},
+            "arch": self.spec.arch, "quick_gelu": _uses_quick_gelu(self.clip), "format": "zar-backbone/1",
+            "preprocess": self.pre.to_dict(),
+            "init": self.spec.to_dict(), "recipe": recipe.to_dict(), "epochs": recipe.epochs, "steps": self.total,
+            "videos": {"path": str(job.videos), "sha256": self.fingerprint["videos_sha256"], "count": len(self.items)},
+            "classes": {"path": str(job.classes), "sha256": self.fingerprint["classes_sha256"],
+                        "count": len(self.classes)},
             "skipped": {"videos": len(skipped), "events": sum(e["count"] for e in skipped.values()),
                         "list": skipped},
             "provenance": provenance(),
         }
-        ck.write_backbone(out, clip.state_dict(), meta)
+        checkpoint.write_backbone(self.out, self.clip.state_dict(), meta)
         if skipped:
             log.warning("%d undecodable videos were replaced during training (listed in %s)",
-                        len(skipped), out / "model.json")
-        log.info("wrote %s", out / "model.safetensors")
-    return 0
+                        len(skipped), self.out / "model.json")
+        log.info("wrote %s", self.out / "model.safetensors")
 
 
 @contextlib.contextmanager
