@@ -82,3 +82,22 @@ def test_an_unknown_dataset_is_refused_naming_the_registry(tmp_path):
     cfg["zeroshot"]["datasets"] = ["hmdb51", "hmdb52"]
     with pytest.raises(UserError, match=r"zeroshot.datasets: hmdb52.*zar/datasets.py"):
         W.check_config(cfg, str(ROOT / "workflow/schemas/config.schema.yaml"))
+
+
+def test_the_demo_gives_a_new_dataset_its_role(toy):
+    """The demo's roles come from the registry: the toy dataset gets a synthetic class pool,
+    three zero-shot splits and base-to-novel lists in its own naming and layout."""
+    from zar import demo
+
+    files = demo.build_split_files(demo.DemoConfig())
+    for rel in ("toy/classes.csv", formats.zeroshot_list("toy", 2, "test"), formats.b2n_train_list("toy", 3),
+                formats.b2n_list("toy", "novel", "classes")):
+        assert rel in files, rel
+    classes = files["toy/classes.csv"].splitlines()[1:]
+    name = classes[0].split(",")[1]
+    assert name[0].isupper() and " " not in name  # CamelCase, as the toy entry declares
+    row = files[formats.zeroshot_list("toy", 1, "test")].splitlines()[1].split(",")
+    assert row[1] == f"{row[2]}/{row[0]}.avi" and row[0].startswith(f"v_{row[2]}_g")  # class folders
+    pools = demo.design_classes(demo.DemoConfig())["pools"]
+    assert set(pools) == {"toy", "k600", "ucf101", "hmdb51"}
+    assert not set(pools["toy"]) & set().union(*(pools[d] for d in ("k600", "ucf101", "hmdb51")))

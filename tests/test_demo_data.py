@@ -11,6 +11,7 @@ import pytest
 
 from zar import demo
 from zar.cli import main
+from zar.data.decode import output_path
 from zar.utils import UserError
 
 # a small dataset for the tests that render videos (the default one is used for split files)
@@ -38,7 +39,7 @@ def words_of(text: str) -> set[str]:
 @pytest.fixture(scope="module")
 def splits_dir(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("demo") / "splits"
-    assert main(["demo-data", "splits", "--out", str(out)]) == 0
+    assert main(["splits", "build", "--builder", "demo", "--splits", str(out)]) == 0
     return out
 
 
@@ -51,7 +52,7 @@ def small_cfg() -> demo.DemoConfig:
 def small_root(tmp_path_factory, small_cfg) -> Path:
     root = tmp_path_factory.mktemp("demo_data")
     for ds in ("hmdb51", "k600"):
-        demo.write_videos(small_cfg, ds, root)
+        demo.write_videos(small_cfg, ds, root / ds)
     return root
 
 
@@ -207,7 +208,7 @@ def test_unknown_config_key_is_an_error_naming_it(tmp_path, capsys):
     bad.write_text("seed: 3\ncolors: {red: [255, 0, 0]}\n")
     with pytest.raises(UserError, match="colors"):
         demo.load_config(bad)
-    assert main(["demo-data", "splits", "--out", str(tmp_path / "x"), "--config", str(bad)]) == 2
+    assert main(["splits", "build", "--builder", "demo", "--splits", str(tmp_path / "x"), "--demo-config", str(bad)]) == 2
     err = capsys.readouterr().err
     assert "colors" in err and str(bad) in err and "Traceback" not in err
     assert not (tmp_path / "x").exists()
@@ -235,8 +236,9 @@ def test_videos_decode_with_planned_frames_and_size(small_root, small_cfg):
         manifest = read_csv(small_root / ds / "demo_videos.csv")[1]
         assert [r["path"] for r in manifest] == [v.path for v in plan[ds]]
         for v, row in zip(plan[ds], manifest):
-            path = small_root / ds / "raw" / v.path
-            assert path.suffix == (".avi" if ds == "hmdb51" else ".mp4")
+            path = output_path(small_root / ds, v.path)  # written in the normalised form of `zar decode`
+            assert Path(v.path).suffix == (".avi" if ds == "hmdb51" else ".mp4") and path.suffix == ".mp4"
+            assert row["output"] == path.relative_to(small_root / ds).as_posix()
             frames = decode(path)
             assert frames.shape == (v.num_frames, small_cfg.height, small_cfg.width, 3), v
             assert int(row["num_frames"]) == v.num_frames
@@ -249,18 +251,18 @@ def test_videos_decode_with_planned_frames_and_size(small_root, small_cfg):
 
 
 def test_videos_are_resumable_and_deterministic(small_root, small_cfg, tmp_path):
-    raw = small_root / "k600" / "raw"
+    raw = small_root / "k600" / "videos"
     files = sorted(raw.rglob("*.mp4"))
     stamps = {p: p.stat().st_mtime_ns for p in files}
     removed = files[0]
     removed.unlink()
-    demo.write_videos(small_cfg, "k600", small_root)  # writes only the missing one
+    demo.write_videos(small_cfg, "k600", small_root / "k600")  # writes only the missing one
     assert removed.is_file()
     assert all(p.stat().st_mtime_ns == stamps[p] for p in files[1:])
     assert not [p for p in raw.rglob("*") if p.name.startswith(".")]  # no temp files left
-    demo.write_videos(small_cfg, "k600", tmp_path)  # a second run elsewhere: same frames
+    demo.write_videos(small_cfg, "k600", tmp_path / "k600")  # a second run elsewhere: same frames
     for p in files:
-        assert np.array_equal(decode(p), decode(tmp_path / "k600" / "raw" / p.relative_to(raw))), p
+        assert np.array_equal(decode(p), decode(tmp_path / "k600" / "videos" / p.relative_to(raw))), p
 
 
 def _head_centroids(frames: np.ndarray, rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -291,7 +293,7 @@ def test_decoded_videos_show_colour_direction_speed_and_shape(small_root, small_
             if v.num_frames < 12:
                 continue
             colour, shape, direction, speed = v.combo
-            frames = decode(small_root / ds / "raw" / v.path)
+            frames = decode(output_path(small_root / ds, v.path))
             rgb = np.asarray(small_cfg.colours[colour], np.float64)
             # the named colour is the one the frame's saturated pixels are closest to
             centre, count = _head_centroids(frames, rgb)

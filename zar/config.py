@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from zar.fields import check, json_schema, setting, settings_fields
+from zar.fields import check, from_mapping, json_schema, setting, settings_fields
 from zar.tta import TuneConfig
 from zar.utils import UserError, read_yaml
 from zar.views import ViewConfig
@@ -116,14 +116,9 @@ def load_settings(path: str | Path | None = None, sets: list[str] | None = None,
         data[sec][name] = _coerce(item, value, kind)
     if method == "vanilla":
         data["tune"]["steps"] = 0
-    out = {}
-    for sec, cls in SECTIONS.items():
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(data[sec]) - known
-        if unknown:
-            raise UserError(f"settings: unknown key(s) {sorted(unknown)} in section {sec!r} (known: {sorted(known)})")
-        out[sec] = cls(**data[sec])
-    return Settings(**out)
+    # each section's own rules (zar.fields.check in __post_init__) judge the values
+    return Settings(**{sec: from_mapping(cls, data[sec], f"settings section {sec!r}", coerce=False)
+                       for sec, cls in SECTIONS.items()})
 
 
 def add_settings_arguments(p) -> None:

@@ -27,6 +27,9 @@ class Dataset:
     roles: tuple[str, ...]  # of "finetune", "zeroshot", "b2n": what the paper uses it for
     expected: dict[str, int] = field(default_factory=dict)  # split file -> classes or videos it holds (audit)
     test_per_class: int | None = None  # test videos per class in every zero-shot split, where fixed
+    # the split file listing the zero-shot class pool, where the zero-shot splits draw from a pool
+    # of classes novel to the fine-tuning set and the full class list also holds those (K600)
+    novel_pool: str | None = None
 
     def class_name(self, words: list[str]) -> str:
         """A class name in this dataset's convention, from its words (the demo's classes)."""
@@ -66,7 +69,8 @@ DATASETS: dict[str, Dataset] = {d.key: d for d in (
             {class_list("k400"): 400, **_b2n("k400", 200, 200, 9944, 9933)}),
     Dataset("k600", "K600", ("cvdf", "youtube"), "words", "kinetics", ("zeroshot",),
             {class_list("k600"): 600, "k600/zeroshot/novel220.csv": 220,
-             **_zeroshot("k600", 160, (14131, 14078, 14167), val_classes=60)}),
+             **_zeroshot("k600", 160, (14131, 14078, 14167), val_classes=60)},
+            novel_pool="k600/zeroshot/novel220.csv"),
     Dataset("ucf101", "UCF101", ("official",), "camel", "class_folders", ("zeroshot", "b2n"),
             {class_list("ucf101"): 101, **_zeroshot("ucf101", 101, (3783, 3734, 3696)),
              **_b2n("ucf101", 51, 50, 2088, 1695)}),

@@ -5,13 +5,17 @@ A setting is declared with :func:`setting` (default, JSON-schema type and bounds
 description); :func:`check` validates an instance (called from ``__post_init__``) and
 refuses a bad value in one line naming the key, the value and what is allowed;
 :func:`json_schema` writes the same rules as a JSON schema (the workflow's schema embeds
-it, and a test keeps the two equal).
+it, and a test keeps the two equal). :func:`from_mapping` is the one way a YAML mapping
+becomes such a dataclass (settings, recipes, the demo dataset): unknown keys and values of
+the wrong type are refused naming the file and the key.
 """
 from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any
+import types
+import typing
+from typing import Any, Mapping
 
 from zar.utils import UserError
 
@@ -132,3 +136,53 @@ def json_schema(cls) -> dict[str, Any]:
         prop["default"] = default
         props[f.name] = prop
     return {"type": "object", "additionalProperties": False, "properties": props}
+
+
+# ----------------------------------------------------------------------------- YAML -> dataclass
+def from_mapping(cls, data: Any, where: str, *, base: Any = None, coerce: bool = True) -> Any:
+    """An instance of the dataclass ``cls``: ``base`` (default: ``cls()``) with the keys of
+    ``data`` replaced. An unknown key is an error naming ``where`` and the known keys; with
+    ``coerce``, each value is checked against the field's annotation (``int``, ``float`` (an
+    integer stands for it), ``str``, ``bool``, ``tuple`` and ``list`` (from a YAML list),
+    ``dict``, ``X | None``); without, the class's own ``__post_init__`` checks them."""
+    if not isinstance(data, Mapping):
+        raise UserError(f"{where}: expected a mapping of {cls.__name__} keys, got {type(data).__name__}")
+    names = [f.name for f in dataclasses.fields(cls)]
+    unknown = sorted(set(data) - set(names))
+    if unknown:
+        raise UserError(f"{where}: unknown key(s) {unknown}; known keys: {', '.join(sorted(names))}")
+    hints = typing.get_type_hints(cls) if coerce else {}
+    values = {k: _coerce(hints[k], v, f"{where}: {k}") if coerce else v for k, v in data.items()}
+    return dataclasses.replace(base if base is not None else cls(), **values)
+
+
+def _coerce(tp: Any, value: Any, label: str) -> Any:
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return _coerce(inner[0], value, label) if len(inner) == 1 else value
+
+    def wrong(kind: str):
+        raise UserError(f"{label} must be {kind}, not {value!r}")
+
+    if tp is bool:
+        return value if isinstance(value, bool) else wrong("true or false")
+    if tp is int:
+        return value if isinstance(value, int) and not isinstance(value, bool) else wrong("an integer")
+    if tp is float:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        return float(value) if ok else wrong("a number")
+    if tp is str:
+        return value if isinstance(value, str) else wrong("a string")
+    if tp is tuple or origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            wrong("a list")
+        item = args[0] if args and (len(args) == 2 and args[1] is Ellipsis or len(set(args)) == 1) else None
+        return tuple(_coerce(item, v, label) if item is not None else v for v in value)
+    if tp is list or origin is list:
+        return list(value) if isinstance(value, list) else wrong("a list")
+    if tp is dict or origin is dict:
+        return dict(value) if isinstance(value, dict) else wrong("a mapping")
+    return value

@@ -14,6 +14,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from zar.fields import from_mapping
 from zar.utils import UserError, read_yaml
 
 
@@ -110,41 +111,12 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
-def _coerce(f: dataclasses.Field, value: Any, where: str) -> Any:
-    """Check a YAML value against the field's type (ints may stand for floats)."""
-    typ = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
-    if typ.startswith("tuple"):
-        if not isinstance(value, (list, tuple)) or not all(isinstance(v, (int, float)) for v in value):
-            raise UserError(f"{where}: {f.name} must be a list of numbers, not {value!r}")
-        return tuple(float(v) for v in value)
-    if typ == "float":
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise UserError(f"{where}: {f.name} must be a number, not {value!r}")
-        return float(value)
-    if typ == "int":
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise UserError(f"{where}: {f.name} must be an integer, not {value!r}")
-        return value
-    if typ == "str":
-        if not isinstance(value, str):
-            raise UserError(f"{where}: {f.name} must be a string, not {value!r}")
-        return value
-    return value
-
-
 def make_recipe(overrides: dict[str, Any], base: str = "k400", where: str = "recipe") -> Recipe:
     if base not in PRESETS:
         raise UserError(f"{where}: unknown base recipe {base!r} (known: {', '.join(PRESETS)})")
-    by_name = {f.name: f for f in fields(Recipe)}
-    values: dict[str, Any] = dict(PRESETS[base])
-    unknown = sorted(set(overrides) - set(by_name))
-    if unknown:
-        raise UserError(f"{where}: unknown keys {unknown}; known keys: {', '.join(sorted(by_name))}")
-    for k, v in overrides.items():
-        values[k] = _coerce(by_name[k], v, where)
     if "name" not in overrides and overrides:
-        values["name"] = f"{values.get('name', base)}+custom"
-    return Recipe(**values)
+        overrides = {**overrides, "name": f"{PRESETS[base].get('name', base)}+custom"}
+    return from_mapping(Recipe, overrides, where, base=Recipe(**PRESETS[base]))
 
 
 def load_recipe(value: str | Path | None) -> Recipe:
