@@ -35,8 +35,9 @@ report: demo
 audit: setup
 	$(BIN)/zar splits audit $(SOURCES)
 
-## lint: snakemake's linter on the workflow
+## lint: the workflow's formatting (snakefmt) and snakemake's linter
 lint: setup
+	$(BIN)/snakefmt --check Snakefile workflow/
 	$(BIN)/snakemake --lint
 
 ## paper-dry-run: list every job the paper's five tables and figures need (no data needed)

@@ -7,7 +7,7 @@ import os
 
 from snakemake.utils import min_version, validate
 
-import zar.workflow as W
+import zar.workflow as plan
 
 min_version("9.0")
 
@@ -16,7 +16,7 @@ configfile: "config/config.yaml"
 
 
 SCHEMA = os.path.join(workflow.basedir, "workflow/schemas/config.schema.yaml")
-W.check_config(config, SCHEMA)  # a few short lines on a bad config, not the whole schema
+plan.check_config(config, SCHEMA)  # a few short lines on a bad config, not the whole schema
 validate(config, SCHEMA)  # fills in the defaults
 
 
@@ -35,6 +35,6 @@ include: "workflow/rules/figures.smk"
 
 
 rule all:
-    input:
-        W.all_targets(config),
     default_target: True
+    input:
+        plan.all_targets(config),

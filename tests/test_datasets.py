@@ -7,7 +7,7 @@ import pytest
 import yaml
 
 import zar.datasets as D
-import zar.workflow as W
+import zar.workflow as plan
 from zar.cli import main as zar
 from zar.splits import formats
 
@@ -66,13 +66,13 @@ def test_a_new_dataset_is_one_registry_entry(toy, tmp_path, capsys):
     cfg = yaml.safe_load((ROOT / "config/config.yaml").read_text())
     cfg["datasets"]["toy"] = {"title": "Toy-10", "source": "official"}
     cfg["zeroshot"]["datasets"] = ["toy"]
-    W.check_config(copy.deepcopy(cfg), str(ROOT / "workflow/schemas/config.schema.yaml"))
+    plan.check_config(copy.deepcopy(cfg), str(ROOT / "workflow/schemas/config.schema.yaml"))
     from snakemake.utils import validate
 
     validate(cfg, str(ROOT / "workflow/schemas/config.schema.yaml"))
     cfg["tables"] = [1]
-    assert {e.dataset for e in W.evaluations(cfg)} == {"toy"}
-    assert W.table_spec(cfg, 1)["dataset_titles"]["toy"] == "Toy-10"
+    assert {e.dataset for e in plan.evaluations(cfg)} == {"toy"}
+    assert plan.table_spec(cfg, 1)["dataset_titles"]["toy"] == "Toy-10"
 
 
 def test_an_unknown_dataset_is_refused_naming_the_registry(tmp_path):
@@ -81,7 +81,7 @@ def test_an_unknown_dataset_is_refused_naming_the_registry(tmp_path):
     cfg = yaml.safe_load((ROOT / "config/config.yaml").read_text())
     cfg["zeroshot"]["datasets"] = ["hmdb51", "hmdb52"]
     with pytest.raises(UserError, match=r"zeroshot.datasets: hmdb52.*zar/datasets.py"):
-        W.check_config(cfg, str(ROOT / "workflow/schemas/config.schema.yaml"))
+        plan.check_config(cfg, str(ROOT / "workflow/schemas/config.schema.yaml"))
 
 
 def test_the_demo_gives_a_new_dataset_its_role(toy):

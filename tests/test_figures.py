@@ -305,27 +305,27 @@ def _config(path: str):
 
 
 def test_figure_paths_of_the_paper_and_the_demo():
-    import zar.workflow as W
+    import zar.workflow as plan
 
     paper = _config("config/config.yaml")
     assert paper["figures"]["tsne"]["max_points"] == 5000 and paper["figures"]["attention"]["mode"] == "last"
-    assert W.ablation_figures(paper) == [f"results/figures/ablation_table{t}.png" for t in (3, 4, 5)]
-    assert W.table1_backbones(paper) == ["vitb16_openai", "vitb16_k400"]
-    t = W.tsne_inputs(paper, "k600", "vitb16_openai")
-    assert t["embeddings"] == W.embedding_shards(paper, "k600", "vitb16_openai", "t16_i16")  # the ZAR run's encoding
+    assert plan.ablation_figures(paper) == [f"results/figures/ablation_table{t}.png" for t in (3, 4, 5)]
+    assert plan.table1_backbones(paper) == ["vitb16_openai", "vitb16_k400"]
+    t = plan.tsne_inputs(paper, "k600", "vitb16_openai")
+    assert t["embeddings"] == plan.embedding_shards(paper, "k600", "vitb16_openai", "t16_i16")  # the ZAR run's encoding
     assert t["videos"] == [f"splits/k600/zeroshot/split{s}/test.csv" for s in (1, 2, 3)]
-    assert W.attention_lists(paper, "ucf101") == {"videos": "splits/ucf101/zeroshot/split1/test.csv",
+    assert plan.attention_lists(paper, "ucf101") == {"videos": "splits/ucf101/zeroshot/split1/test.csv",
                                                   "classes": "splits/ucf101/zeroshot/split1/classes.csv"}
-    targets = W.all_targets(paper)
-    assert set(W.all_tables(paper)) < set(targets) and "results/table2.html" in targets
+    targets = plan.all_targets(paper)
+    assert set(plan.all_tables(paper)) < set(targets) and "results/table2.html" in targets
     assert [f for f in targets if "/figures/" in f] == [
         *(f"results/figures/perclass/table{n}" for n in range(1, 6)),
         *(f"results/figures/ablation_table{n}.png" for n in (3, 4, 5)),
         "results/figures/tsne/vitb16_openai", "results/figures/tsne/vitb16_k400",
         "results/figures/attention/vitb16_openai", "results/figures/attention/vitb16_k400"]
     demo = _config("demo/config/config.yaml")
-    assert W.attention_backbones(demo) == ["tiny_untrained", "tiny_k400"]
-    assert W.table1_backbones(demo) == ["tiny_k400"]
+    assert plan.attention_backbones(demo) == ["tiny_untrained", "tiny_k400"]
+    assert plan.table1_backbones(demo) == ["tiny_k400"]
 
 
 @pytest.mark.slow

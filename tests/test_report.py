@@ -16,7 +16,7 @@ import pytest
 import yaml
 from PIL import Image
 
-import zar.workflow as W
+import zar.workflow as plan
 from zar.figures import plots
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -31,7 +31,7 @@ def demo_cfg():
 
     cfg = copy.deepcopy(yaml.safe_load((DEMO / "config/config.yaml").read_text()))
     validate(cfg, str(ROOT / "workflow/schemas/config.schema.yaml"))
-    missing = [f for f in W.all_targets(cfg) if not (DEMO / f).exists()]
+    missing = [f for f in plan.all_targets(cfg) if not (DEMO / f).exists()]
     if missing:
         pytest.fail(f"the demo's results are missing ({len(missing)} files, e.g. demo/{missing[0]}): run the demo "
                     "first: snakemake --cores all --directory demo all  (or: make demo)")
@@ -44,14 +44,14 @@ def demo_figures(cfg) -> list[str]:
     from zar.figures import perclass_name
 
     out = []
-    for target in W.figure_targets(cfg):
+    for target in plan.figure_targets(cfg):
         if target.endswith(".png"):
             out.append(target)
             continue
         found = sorted(str(p.relative_to(DEMO)) for p in (DEMO / target).glob("*.png"))
         if "/perclass/table" in target:
             table = int(target.rsplit("table", 1)[1])
-            want = [f"{target}/{perclass_name(r, cfg['results_dir'] + '/')}" for r in W.table_inputs(cfg, table)]
+            want = [f"{target}/{perclass_name(r, cfg['results_dir'] + '/')}" for r in plan.table_inputs(cfg, table)]
             assert found == sorted(want), target
         else:  # t-SNE and attention: one figure per zero-shot dataset
             assert found == sorted(f"{target}/{d}.png" for d in cfg["zeroshot"]["datasets"]), target
@@ -136,7 +136,7 @@ def test_report_shows_every_table_and_figure_in_chromium(demo_cfg, tmp_path):
     shots = os.environ.get("ZAR_REPORT_SCREENSHOTS")
     if shots:
         Path(shots).mkdir(parents=True, exist_ok=True)
-    expected = {f for f in W.all_tables(demo_cfg) if f.endswith(".html")} | set(demo_figures(demo_cfg))
+    expected = {f for f in plan.all_tables(demo_cfg) if f.endswith(".html")} | set(demo_figures(demo_cfg))
     driver = _browser()
     try:
         driver.get(report.as_uri())

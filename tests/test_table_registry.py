@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-import zar.workflow as W
+import zar.workflow as plan
 from zar import table_registry as R
 from zar.cli import main as zar
 from zar.utils import UserError
@@ -49,16 +49,16 @@ def test_the_registry_declares_the_papers_five_tables():
 
 def test_a_new_table_is_one_declaration(six, tmp_path):
     cfg = six
-    W.check_config(copy.deepcopy(cfg), SCHEMA)
+    plan.check_config(copy.deepcopy(cfg), SCHEMA)
     # its jobs: exactly what its cells read (the ZAR run on each dataset and split)
-    evals = W.evaluations(cfg)
+    evals = plan.evaluations(cfg)
     assert len(evals) == 3 * 3 and {(e.method, e.backbone) for e in evals} == {("zar", "vitb16_openai")}
-    assert W.all_tables(cfg) == [f"results/table6.{x}" for x in ("md", "tex", "csv", "html")]
-    assert W.ablation_figures(cfg) == ["results/figures/ablation_table6.png"]
-    spec = W.table_spec(cfg, 6)
-    assert spec["columns"] == ["hmdb51", "ucf101", "k600"] and len(W.table_inputs(cfg, 6)) == 9
+    assert plan.all_tables(cfg) == [f"results/table6.{x}" for x in ("md", "tex", "csv", "html")]
+    assert plan.ablation_figures(cfg) == ["results/figures/ablation_table6.png"]
+    spec = plan.table_spec(cfg, 6)
+    assert spec["columns"] == ["hmdb51", "ucf101", "k600"] and len(plan.table_inputs(cfg, 6)) == 9
     # rendered by `zar tables` without anything else knowing table 6
-    for i, f in enumerate(W.table_inputs(cfg, 6)):
+    for i, f in enumerate(plan.table_inputs(cfg, 6)):
         p = tmp_path / f
         p.parent.mkdir(parents=True, exist_ok=True)
         p.write_text(json.dumps({"top1": 50.0 + i, "top1_before_tuning": 40.0, "n_evaluated": 9, "n_listed": 10,
@@ -84,6 +84,6 @@ def test_an_undeclared_table_is_refused(six):
     cfg = six
     cfg["tables"] = [1, 7]
     with pytest.raises(UserError, match=r"no table 7 .*zar/table_registry.py"):
-        W.check_config(cfg, SCHEMA)
+        plan.check_config(cfg, SCHEMA)
     with pytest.raises(UserError, match="there is no table 7"):
-        W.table_spec(cfg, 7)
+        plan.table_spec(cfg, 7)

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-import zar.workflow as W
+import zar.workflow as plan
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -79,22 +79,22 @@ def test_a_bad_config_is_refused_in_a_few_lines():
 
     cfg = yaml.safe_load((ROOT / "config/config.yaml").read_text())
     schema = str(ROOT / "workflow/schemas/config.schema.yaml")
-    W.check_config(copy.deepcopy(cfg), schema)
+    plan.check_config(copy.deepcopy(cfg), schema)
     for change, words in (({"typo": 1}, "typo"), ({"method": {"tune": {"lr": -1}}}, "tune")):
         bad = copy.deepcopy(cfg)
         for k, v in change.items():
             bad[k] = v if k == "typo" else {**bad[k], **v}
         with pytest.raises(UserError) as e:
-            W.check_config(bad, schema)
+            plan.check_config(bad, schema)
         assert words in str(e.value) and len(str(e.value).splitlines()) <= 6
     bad = copy.deepcopy(cfg)
     bad["method"]["views"]["rates"] = [1, 1]  # the schema has no "unique" rule for it: zar's own rules catch it
     with pytest.raises(UserError, match="views.rates"):
-        W.check_config(bad, schema)
+        plan.check_config(bad, schema)
 
 
 def test_one_encoding_per_dataset_backbone_and_frames(paper):
-    encs = {(e.dataset, e.backbone, e.viewset): e for e in W.encodings(paper)}
+    encs = {(e.dataset, e.backbone, e.viewset): e for e in plan.encodings(paper)}
     # HMDB51 on the ablation backbone: 9 crops (Table 5) and all rates, for the three splits' union
     hm = encs["hmdb51", "vitb16_k400", "t16_i16"]
     assert hm.settings["views.crops"] == 9 and hm.settings["views.rates"] == [1, 2, 4, 8]
@@ -109,56 +109,56 @@ def test_one_encoding_per_dataset_backbone_and_frames(paper):
     assert b2n.lists == ["splits/k400/b2n/base/test.csv", "splits/k400/b2n/novel/test.csv"]
     assert (b2n.settings["views.frames"], b2n.settings["views.infer_frames"]) == (8, 16)
     assert len(encs) == 3 * 3 + 3 * 3
-    variants = W.ablation_variants(paper, "hmdb51")
+    variants = plan.ablation_variants(paper, "hmdb51")
     assert len(variants) == 10 + 4 + 4 and variants["crops9"] == {"views.crops": 9}
     assert variants["rates_drop8_4"] == {"views.rates": [1, 2]} and variants["ratio30"] == {"tune.ratio": 0.3}
-    assert set(W.ablation_variants(paper, "ucf101")) == {f"ratio{p}" for p in range(10, 101, 10)}
+    assert set(plan.ablation_variants(paper, "ucf101")) == {f"ratio{p}" for p in range(10, 101, 10)}
 
 
 def test_paths_backbones_and_reused_results(paper):
-    assert W.zeroshot_result(paper, "k600", "zar", 2) == "results/zeroshot/k600/zar/split2.json"
-    assert W.ablation_result(paper, "hmdb51", "crops9", 1) == "results/ablations/hmdb51/crops9/split1.json"
-    assert W.embedding_shards(paper, "k600", "vitb16_openai", "t16_i16")[-1] == \
+    assert plan.zeroshot_result(paper, "k600", "zar", 2) == "results/zeroshot/k600/zar/split2.json"
+    assert plan.ablation_result(paper, "hmdb51", "crops9", 1) == "results/ablations/hmdb51/crops9/split1.json"
+    assert plan.embedding_shards(paper, "k600", "vitb16_openai", "t16_i16")[-1] == \
         "results/embeddings/k600/vitb16_openai/t16_i16/shard8of8.pt"
-    assert W.backbone_arg(paper, "vitb16_openai") == "ViT-B-16:openai"
-    assert W.backbone_arg(paper, "vitb16_k400") == "results/models/vitb16_k400"
-    assert W.backbone_arg(paper, "b2n_hmdb51_s2") == "results/models/b2n_hmdb51_s2"
-    args = W.settings_args({"views.rates": [1, 2], "tune.ctx_init": "a video of a"})
+    assert plan.backbone_arg(paper, "vitb16_openai") == "ViT-B-16:openai"
+    assert plan.backbone_arg(paper, "vitb16_k400") == "results/models/vitb16_k400"
+    assert plan.backbone_arg(paper, "b2n_hmdb51_s2") == "results/models/b2n_hmdb51_s2"
+    args = plan.settings_args({"views.rates": [1, 2], "tune.ctx_init": "a video of a"})
     assert args == "--set 'views.rates=[1, 2]' --set 'tune.ctx_init=\"a video of a\"'"
     from zar.config import load_settings
 
     s = load_settings(None, ["views.rates=[1, 2]", 'tune.ctx_init="a video of a"'])
     assert s.views.rates == (1, 2) and s.tune.ctx_init == "a video of a"
     # an ablation variant that is the method itself on the ablation backbone reuses the zero-shot result
-    t3 = W.table_spec(paper, 3)
+    t3 = plan.table_spec(paper, 3)
     hmdb = next(r for r in t3["rows"] if r["key"] == "hmdb51")
-    assert hmdb["cells"]["80"] == [W.zeroshot_result(paper, "hmdb51", "zar_k400", s) for s in (1, 2, 3)]
+    assert hmdb["cells"]["80"] == [plan.zeroshot_result(paper, "hmdb51", "zar_k400", s) for s in (1, 2, 3)]
     assert hmdb["cells"]["30"][0] == "results/ablations/hmdb51/ratio30/split1.json"
-    e = W.evaluation(paper, "results/ablations/hmdb51/crops9/split2.json")
-    assert (e.backbone, e.evalset, W.evaluation_settings(e)["views.crops"]) == ("vitb16_k400", "split2", 9)
+    e = plan.evaluation(paper, "results/ablations/hmdb51/crops9/split2.json")
+    assert (e.backbone, e.evalset, plan.evaluation_settings(e)["views.crops"]) == ("vitb16_k400", "split2", 9)
 
 
 def test_table1_separates_the_two_gains(paper):
-    spec = W.table_spec(paper, 1)
+    spec = plan.table_spec(paper, 1)
     rows = {r["label"]: r for r in spec["rows"]}
     assert [r["metric"] for r in spec["rows"]] == ["top1", "top1_before_tuning", "top1_ensemble", "top1",
                                                    "top1_before_tuning", "top1"]
     assert [r["paper"] for r in spec["rows"]] == ["vanilla", None, None, "zar", None, "zar_k400"]
     assert rows["K400 fine-tuned, no tuning"]["cells"] == rows["ZAR + K400"]["cells"]  # no extra job
     assert rows["48 views, no tuning"]["cells"] == rows["ZAR"]["cells"]
-    vifi = W.evaluation(paper, rows["Vanilla CLIP (ViFi-CLIP's protocol)"]["cells"]["hmdb51"][0])
-    st = W.evaluation_settings(vifi)
+    vifi = plan.evaluation(paper, rows["Vanilla CLIP (ViFi-CLIP's protocol)"]["cells"]["hmdb51"][0])
+    st = plan.evaluation_settings(vifi)
     assert (vifi.method, st["views.infer_frames"], st["tune.template"]) == ("vanilla", 32, "{c}")
     assert all(r["protocol"] for r in spec["rows"])
 
 
 def test_table_specs_cover_every_experiment(paper):
-    assert len(W.table_inputs(paper, 1)) == 3 * 3 * 3
-    assert len(W.table_inputs(paper, 2)) == 3 * 3 * 2
-    assert len(W.table_inputs(paper, 3)) == 2 * 10 * 3
-    assert len(W.table_inputs(paper, 4)) == 4 * 3
-    assert len(W.table_inputs(paper, 5)) == 4 * 3
-    assert len(W.evaluations(paper)) == 27 + 72 + 18
+    assert len(plan.table_inputs(paper, 1)) == 3 * 3 * 3
+    assert len(plan.table_inputs(paper, 2)) == 3 * 3 * 2
+    assert len(plan.table_inputs(paper, 3)) == 2 * 10 * 3
+    assert len(plan.table_inputs(paper, 4)) == 4 * 3
+    assert len(plan.table_inputs(paper, 5)) == 4 * 3
+    assert len(plan.evaluations(paper)) == 27 + 72 + 18
 
 
 @pytest.mark.slow

@@ -239,7 +239,7 @@ def table1_estimate(config_file: str, splits: str | None, zar: dict, classes: in
     import yaml
     from snakemake.utils import validate
 
-    import zar.workflow as W
+    import zar.workflow as plan
     from zar.splits.formats import read_videos
 
     cfg = copy.deepcopy(yaml.safe_load(Path(config_file).read_text()))
@@ -251,18 +251,18 @@ def table1_estimate(config_file: str, splits: str | None, zar: dict, classes: in
     per_image = zar["encode"] / zar["images"]
     encode_s = tune_s = 0.0
     n_videos = 0
-    for enc in W.encodings(cfg):
+    for enc in plan.encodings(cfg):
         videos = set().union(*(ids(lst) for lst in enc.lists))
         n_videos += len(videos)
         s = enc.settings
         view_images = (zar["images"] - 16) * s["views.crops"] / bench_crops if s["views.samples_per_rate"] else 0
         encode_s += len(videos) * per_image * (view_images + s["views.infer_frames"])
-    for e in W.evaluations(cfg):
-        n_classes = len(Path(W.classes_csv(cfg, e.dataset, e.evalset)).read_text().splitlines()) - 1
+    for e in plan.evaluations(cfg):
+        n_classes = len(Path(plan.classes_csv(cfg, e.dataset, e.evalset)).read_text().splitlines()) - 1
         per_video = zar["tune"] * n_classes / classes if e.method == "zar" else 0.0
-        tune_s += len(ids(W.videos_csv(cfg, e.dataset, e.evalset))) * per_video
-    return {"encodings": len(W.encodings(cfg)), "videos_encoded": n_videos, "encode_hours": encode_s / 3600,
-            "tune_jobs": len(W.evaluations(cfg)), "tune_hours": tune_s / 3600, "hours": (encode_s + tune_s) / 3600}
+        tune_s += len(ids(plan.videos_csv(cfg, e.dataset, e.evalset))) * per_video
+    return {"encodings": len(plan.encodings(cfg)), "videos_encoded": n_videos, "encode_hours": encode_s / 3600,
+            "tune_jobs": len(plan.evaluations(cfg)), "tune_hours": tune_s / 3600, "hours": (encode_s + tune_s) / 3600}
 
 
 # ----------------------------------------------------------------------------- the command

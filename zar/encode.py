@@ -133,20 +133,17 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> int:
-    from zar.backbone import build_model, parse_spec
-    from zar.config import load_settings
+    from zar.job import start
     from zar.utils import progress, provenance, sha256_file, write_json
 
-    settings = load_settings(args.config, args.set)
-    cfg, runcfg = settings.views, settings.run
-    device = runcfg.resolved_device()
+    job = start(args)
+    cfg, runcfg, device, spec = job.settings.views, job.settings.run, job.device, job.spec
     rows_all = union_rows(list(args.videos), args.root, args.ext)
     start, stop, k, count = shard_slice(len(rows_all), args.shard)
     rows = rows_all[start:stop]
     out = Path(args.out)
     parts_dir = out.with_name(out.name + ".parts")
-    spec = parse_spec(args.backbone)
-    model, pre = build_model(spec, device=device)
+    model, pre = job.model()
     enc = VideoEncoder(model, pre, cfg, device=device, batch_size=runcfg.batch_size)
     header = {
         "format": FORMAT, "views_config": cfg.to_dict(), "plan": [[v.rate, v.sample, v.crop] for v in enc.plan_views],
@@ -197,7 +194,7 @@ def run(args) -> int:
         "embeddings": str(out), "lists": header["lists"], "shard": [k, count], "n_in_shard": len(rows),
         "n_union": len(rows_all), "n_encoded": n_ok, "n_skipped": n_skip, "skipped": cache["skipped"],
         "partial": cache["partial"],
-        "settings": settings.to_dict(), "backbone": spec.to_dict(), "seconds": cache["seconds"],
+        "settings": job.settings.to_dict(), "backbone": spec.to_dict(), "seconds": cache["seconds"],
         "provenance": prov,
     })
     for f in sorted(parts_dir.glob("part_*.pt")):

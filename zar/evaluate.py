@@ -11,7 +11,6 @@ import logging
 import time
 from pathlib import Path
 
-from zar.utils import UserError
 
 log = logging.getLogger(__name__)
 
@@ -31,42 +30,33 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> int:
-    from zar.backbone import build_model, parse_spec
-    from zar.config import load_settings
     from zar.encode import VideoEncoder
     from zar.frames import iter_prepared, partial_record
-    from zar.splits.formats import read_classes, read_videos
+    from zar.job import labelled_videos, start
     from zar.results import PredictionLog, fingerprint, record, write_summary
-    from zar.tta import Tuner, kept_count
+    from zar.tta import Tuner
     from zar.tune import frames_record
     from zar.utils import progress, sha256_file
 
-    settings = load_settings(args.config, args.set, method=args.method)
-    tune_cfg = settings.tune
-    device = settings.run.resolved_device()
-    if tune_cfg.steps:
-        try:
-            kept_count(settings.views.n_views, tune_cfg.ratio)
-        except ValueError as e:
-            raise UserError(str(e)) from None
-    classes = read_classes(args.classes)
-    rows = read_videos(args.videos, classes, args.root, args.ext)
-    spec = parse_spec(args.backbone)
-    model, pre = build_model(spec, device=device)
+    job = start(args, args.method)
+    settings, tune_cfg, device, spec = job.settings, job.settings.tune, job.device, job.spec
+    job.check_views_kept(settings.views.n_views)
+    classes, rows = labelled_videos(args.classes, args.videos, args.root, args.ext)
+    model, pre = job.model()
     encoder = VideoEncoder(model, pre, settings.views, device=device, batch_size=settings.run.batch_size)
     tuner = Tuner(model, list(classes.texts), tune_cfg, device=device)
     out_dir = Path(args.out)
     fp = fingerprint(sha256_file(args.videos), sha256_file(args.classes), args.root, args.ext,
                      settings.views.to_dict(), tune_cfg.to_dict(), spec.to_dict(), args.method)
-    plog = PredictionLog(out_dir / "predictions.jsonl", fp, resume=tune_cfg.mode == "episodic")
+    predictions = PredictionLog(out_dir / "predictions.jsonl", fp, resume=tune_cfg.mode == "episodic")
     skipped_path = out_dir / "skipped.jsonl.part"
-    if not plog.done:
+    if not predictions.done:
         skipped_path.unlink(missing_ok=True)
     skipped = _read_skipped(skipped_path)
     partial_path = out_dir / "partial.jsonl.part"
-    if not plog.done:
+    if not predictions.done:
         partial_path.unlink(missing_ok=True)
-    seen = set(plog.done) | {s["video_id"] for s in skipped}
+    seen = set(predictions.done) | {s["video_id"] for s in skipped}
     todo = [(i, r) for i, r in enumerate(rows) if r.video_id not in seen]
     log.info("evaluate %s: %d videos listed, %d to do, %d classes, %d views, device %s",
              args.method, len(rows), len(todo), len(classes), settings.views.n_views, device)
@@ -85,10 +75,10 @@ def run(args) -> int:
             _append_skipped(partial_path, partial_record(row, prepared))
         t_video = time.perf_counter()
         views, infer = encoder.encode(prepared)
-        res = tuner(views, infer)
-        res.seconds = time.perf_counter() - t_video + float(prepared.get("read_seconds", 0.0))
-        plog.add(record(row.video_id, row.class_index, res, args.method))
-    recs = plog.finish([r.video_id for r in rows])
+        result = tuner(views, infer)
+        result.seconds = time.perf_counter() - t_video + float(prepared.get("read_seconds", 0.0))
+        predictions.add(record(row.video_id, row.class_index, result, args.method))
+    recs = predictions.finish([r.video_id for r in rows])
     skipped.sort(key=lambda s: s["list_position"])
     summary = write_summary(
         out_dir / "summary.json", method=args.method, records=recs, n_listed=len(rows), skipped=skipped,
@@ -96,7 +86,7 @@ def run(args) -> int:
         settings={**settings.to_dict(), "view_short_side": settings.views.view_short_side(pre.image_size),
                   "frames": frames_record(settings.views, spec)},
         backbone=spec.to_dict(), predictions=out_dir / "predictions.jsonl",
-        partial=[p for p in _read_skipped(partial_path) if p["video_id"] in plog.done],
+        partial=[p for p in _read_skipped(partial_path) if p["video_id"] in predictions.done],
         extra={"root": args.root, "seconds": time.perf_counter() - t0},
     )
     skipped_path.unlink(missing_ok=True)

@@ -79,55 +79,46 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> int:
-    from zar.backbone import build_model, parse_spec
-    from zar.config import load_settings
-    from zar.cost import flops
     from zar.cache import open_caches
-    from zar.splits.formats import read_classes, read_videos
+    from zar.cost import flops
+    from zar.job import labelled_videos, start
     from zar.results import PredictionLog, fingerprint, record, write_summary
-    from zar.tta import Tuner, kept_count
+    from zar.tta import Tuner
     from zar.utils import progress, sha256_file
 
-    settings = load_settings(args.config, args.set, method=args.method)
-    tune_cfg = settings.tune
-    device = settings.run.resolved_device()
-    classes = read_classes(args.classes)
-    rows = read_videos(args.videos, classes)
+    job = start(args, args.method)
+    settings, tune_cfg, device, spec = job.settings, job.settings.tune, job.device, job.spec
+    classes, rows = labelled_videos(args.classes, args.videos)
     cache = open_caches(list(args.embeddings))
-    spec = parse_spec(args.backbone)
     if cache["backbone"] != spec.to_dict():
         raise UserError(f"{args.embeddings[0]}: encoded with backbone {cache['backbone']}, not {spec.to_dict()}")
-    sel = select_views(cache, settings.views, args.embeddings[0])
-    if tune_cfg.steps:
-        try:
-            kept_count(len(sel), tune_cfg.ratio)
-        except ValueError as e:
-            raise UserError(str(e)) from None
+    view_index = select_views(cache, settings.views, args.embeddings[0])
+    job.check_views_kept(len(view_index))
     found, skipped = match_list(cache, rows, args.videos, args.embeddings[0])
-    model, pre = build_model(spec, device=device)
+    model, pre = job.model()
     tuner = Tuner(model, list(classes.texts), tune_cfg, device=device)
     out = Path(args.out)
     fp = fingerprint([sha256_file(p) for p in args.embeddings], sha256_file(args.videos), sha256_file(args.classes),
                      tune_cfg.to_dict(), settings.views.to_dict(), spec.to_dict(), args.method)
-    plog = PredictionLog(out.with_suffix(".jsonl"), fp, resume=tune_cfg.mode == "episodic")
-    sel_t = torch.tensor(sel, dtype=torch.long)
+    predictions = PredictionLog(out.with_suffix(".jsonl"), fp, resume=tune_cfg.mode == "episodic")
+    view_index_t = torch.tensor(view_index, dtype=torch.long)
     ids = cache["video_ids"]
     labels = {r.video_id: r.class_index for r in rows}
-    todo = [i for i in found if ids[i] not in plog.done]
+    todo = [i for i in found if ids[i] not in predictions.done]
     log.info("tune %s on %d of %d listed videos (%d done, %d skipped at encoding), %d of %d cached views, %d classes, "
-             "steps=%d ratio=%s", args.method, len(found), len(rows), len(found) - len(todo), len(skipped), len(sel),
+             "steps=%d ratio=%s", args.method, len(found), len(rows), len(found) - len(todo), len(skipped), len(view_index),
              cache["views"].shape[1], len(classes), tune_cfg.steps, tune_cfg.ratio)
     batch = 1 if tune_cfg.mode == "continual" else settings.run.tune_batch
     t0 = time.perf_counter()
-    for start in progress(range(0, len(todo), batch), total=-(-len(todo) // batch), desc=f"tune {args.method}",
+    for first in progress(range(0, len(todo), batch), total=-(-len(todo) // batch), desc=f"tune {args.method}",
                           every=10):
-        chunk = torch.tensor(todo[start:start + batch], dtype=torch.long)
-        views = cache["views"].index_select(0, chunk).index_select(1, sel_t).float()
+        chunk = torch.tensor(todo[first:first + batch], dtype=torch.long)
+        views = cache["views"].index_select(0, chunk).index_select(1, view_index_t).float()
         results = tuner.tune(views, cache["infer"].index_select(0, chunk).float())
-        for i, res in zip(chunk.tolist(), results):
-            plog.add(record(ids[i], labels[ids[i]], res, args.method))
+        for i, result in zip(chunk.tolist(), results):
+            predictions.add(record(ids[i], labels[ids[i]], result, args.method))
     tune_seconds = time.perf_counter() - t0
-    recs = plog.finish([r.video_id for r in rows])
+    recs = predictions.finish([r.video_id for r in rows])
     n_encoded = len(cache["video_ids"])
     cost = {**flops(model, pre, settings.views, list(classes.texts), tune_cfg, device),
             "encode_seconds_per_video": cache["seconds"] / n_encoded if n_encoded else None,
@@ -142,7 +133,7 @@ def run(args) -> int:
                   "frames": frames_record(settings.views, spec)},
         backbone=spec.to_dict(), predictions=out.with_suffix(".jsonl"),
         partial=[p for p in cache["partial"] if p["video_id"] in labels],
-        extra={"label": args.label, "n_views": len(sel), "seconds": tune_seconds, "cost": cost},
+        extra={"label": args.label, "n_views": len(view_index), "seconds": tune_seconds, "cost": cost},
     )
     log.info("%s: top-1 %.2f%% (before tuning %.2f%%, views ensemble %.2f%%) on %d of %d listed videos -> %s",
              args.method, summary["top1"], summary["top1_before_tuning"], summary["top1_ensemble"],

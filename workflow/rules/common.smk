@@ -4,7 +4,7 @@ import json
 import os
 import shlex
 
-import zar.workflow as W
+import zar.workflow as plan
 from zar import table_registry
 
 RES = config["results_dir"]
@@ -30,16 +30,16 @@ wildcard_constraints:
     table=r"\d+",
 
 
-def res(rule_name, key, default=None):
+def resource(rule_name, key, default=None):
     """A resource of a rule from config `resources` (gpu, mem_mb, runtime, threads)."""
     return config["resources"].get(rule_name, {}).get(key, default)
 
 
 def dataset_lists(dataset):
     """Every video list of a dataset that some job reads (what to download and decode)."""
-    lists = {l for enc in W.encodings(config) if enc.dataset == dataset for l in enc.lists}
+    lists = {l for enc in plan.encodings(config) if enc.dataset == dataset for l in enc.lists}
     if dataset in config["b2n"]["datasets"]:
-        lists |= {W.b2n_train_csv(config, dataset, s) for s in config["b2n"]["shots"]}
+        lists |= {plan.b2n_train_csv(config, dataset, s) for s in config["b2n"]["shots"]}
     for entry in config["training"].values():
         if entry["dataset"] == dataset:
             lists.add(entry["videos"])
@@ -49,11 +49,11 @@ def dataset_lists(dataset):
 def split_files():
     """Every file under the splits folder that some rule reads (the outputs of rule `splits`)."""
     files = {f"{SPLITS}/MANIFEST.sha256"}
-    for e in W.evaluations(config):
-        files |= {W.videos_csv(config, e.dataset, e.evalset), W.classes_csv(config, e.dataset, e.evalset)}
+    for e in plan.evaluations(config):
+        files |= {plan.videos_csv(config, e.dataset, e.evalset), plan.classes_csv(config, e.dataset, e.evalset)}
     for ds in config["b2n"]["datasets"]:
-        files |= {W.b2n_train_csv(config, ds, s) for s in config["b2n"]["shots"]}
-        files.add(W.classes_csv(config, ds, "b2n_base"))
+        files |= {plan.b2n_train_csv(config, ds, s) for s in config["b2n"]["shots"]}
+        files.add(plan.classes_csv(config, ds, "b2n_base"))
     for entry in config["training"].values():
         files |= {f for f in (entry["videos"], entry["classes"]) if f.startswith(f"{SPLITS}/")}
     return sorted(files)
@@ -78,51 +78,76 @@ def download_options(w):
 # used by train.smk
 def train_job(w):
     """dataset, lists, initial backbone, recipe, clip length, GPUs and resources of one model."""
-    t = W.trained_backbones(config)[w.backbone]
+    t = plan.trained_backbones(config)[w.backbone]
     if "b2n" in t:
         b, ds = config["b2n"], t["b2n"]
-        return {"dataset": ds, "videos": W.b2n_train_csv(config, ds, t["shot"]),
-                "classes": W.classes_csv(config, ds, "b2n_base"), "init": b["init"], "recipe": b["recipe"],
-                "frames": b["train_frames"], "gpus": b["gpus"], "resources": "train_b2n"}
+        return {
+            "dataset": ds,
+            "videos": plan.b2n_train_csv(config, ds, t["shot"]),
+            "classes": plan.classes_csv(config, ds, "b2n_base"),
+            "init": b["init"],
+            "recipe": b["recipe"],
+            "frames": b["train_frames"],
+            "gpus": b["gpus"],
+            "resources": "train_b2n",
+        }
     e = config["training"][t]
-    return {"dataset": e["dataset"], "videos": e["videos"], "classes": e["classes"], "init": e["init"],
-            "recipe": e["recipe"], "frames": e["frames"], "gpus": e["gpus"], "resources": "train"}
+    return {
+        "dataset": e["dataset"],
+        "videos": e["videos"],
+        "classes": e["classes"],
+        "init": e["init"],
+        "recipe": e["recipe"],
+        "frames": e["frames"],
+        "gpus": e["gpus"],
+        "resources": "train",
+    }
 
 
 # used by train.smk
 def train_inputs(w):
     j = train_job(w)
-    return {"videos": j["videos"], "classes": j["classes"], "decoded": f"{DATA}/{j['dataset']}/decode_manifest.csv",
-            "audit": splits_ready(), "init": W.backbone_inputs(config, j["init"])}
+    return {
+        "videos": j["videos"],
+        "classes": j["classes"],
+        "decoded": f"{DATA}/{j['dataset']}/decode_manifest.csv",
+        "audit": splits_ready(),
+        "init": plan.backbone_inputs(config, j["init"]),
+    }
 
 
 # used by train.smk
 def train_params(w):
     j = train_job(w)
     launcher = "zar" if j["gpus"] <= 1 else f"torchrun --standalone --nproc_per_node {j['gpus']} -m zar"
-    return {"root": W.video_root(config, j["dataset"]), "backbone": W.backbone_arg(config, j["init"]),
-            "recipe": j["recipe"], "frames": j["frames"], "launcher": launcher}
+    return {
+        "root": plan.video_root(config, j["dataset"]),
+        "backbone": plan.backbone_arg(config, j["init"]),
+        "recipe": j["recipe"],
+        "frames": j["frames"],
+        "launcher": launcher,
+    }
 
 
 # used by train.smk
 def train_res(key, default):
-    return lambda w: res(train_job(w)["resources"], key, default)
+    return lambda w: resource(train_job(w)["resources"], key, default)
 
 
 # used by encode.smk
 def encode_job(w):
-    return W.encoding(config, w.dataset, w.backbone, w.viewset)
+    return plan.encoding(config, w.dataset, w.backbone, w.viewset)
 
 
 # used by tune.smk
 def tune_evaluation(kind):
     """The evaluation (zar.workflow.Evaluation) a tuning rule's wildcards name."""
     where = {
-        "zeroshot": lambda w: W.zeroshot_result(config, w.dataset, w.run, int(w.split)),
-        "ablation": lambda w: W.ablation_result(config, w.dataset, w.variant, int(w.split)),
-        "b2n": lambda w: W.b2n_result(config, w.dataset, int(w.shot), w.subset),
+        "zeroshot": lambda w: plan.zeroshot_result(config, w.dataset, w.run, int(w.split)),
+        "ablation": lambda w: plan.ablation_result(config, w.dataset, w.variant, int(w.split)),
+        "b2n": lambda w: plan.b2n_result(config, w.dataset, int(w.shot), w.subset),
     }[kind]
-    return lambda w: W.evaluation(config, where(w))
+    return lambda w: plan.evaluation(config, where(w))
 
 
 # used by tune.smk
@@ -132,10 +157,10 @@ def tune_inputs(kind):
     def inputs(w):
         e = find(w)
         return {
-            "embeddings": W.evaluation_shards(config, e),
-            "videos": W.videos_csv(config, e.dataset, e.evalset),
-            "classes": W.classes_csv(config, e.dataset, e.evalset),
-            "model": W.backbone_inputs(config, e.backbone),
+            "embeddings": plan.evaluation_shards(config, e),
+            "videos": plan.videos_csv(config, e.dataset, e.evalset),
+            "classes": plan.classes_csv(config, e.dataset, e.evalset),
+            "model": plan.backbone_inputs(config, e.backbone),
         }
 
     return inputs
@@ -148,10 +173,10 @@ def tune_params(kind):
     def params(w):
         e = find(w)
         return {
-            "backbone": W.backbone_arg(config, e.backbone),
+            "backbone": plan.backbone_arg(config, e.backbone),
             "method": e.method,
             "label": e.label,
-            "settings": W.settings_args(W.evaluation_settings(e)),
+            "settings": plan.settings_args(plan.evaluation_settings(e)),
         }
 
     return params
@@ -159,6 +184,8 @@ def tune_params(kind):
 
 # used by figures.smk
 def tsne_args(w):
-    pairs = {d: W.tsne_inputs(config, d, w.backbone) for d in ZS_DATASETS}
-    return {"embeddings": " ".join(f"{d}={e}" for d, p in pairs.items() for e in p["embeddings"]),
-            "videos": " ".join(f"{d}={v}" for d, p in pairs.items() for v in p["videos"])}
+    pairs = {d: plan.tsne_inputs(config, d, w.backbone) for d in ZS_DATASETS}
+    return {
+        "embeddings": " ".join(f"{d}={e}" for d, p in pairs.items() for e in p["embeddings"]),
+        "videos": " ".join(f"{d}={v}" for d, p in pairs.items() for v in p["videos"]),
+    }

@@ -12,18 +12,18 @@ rule decode:
         f"{LOGS}/decode/{{dataset}}.log",
     benchmark:
         f"{BENCH}/decode/{{dataset}}.tsv"
+    priority: 40  # the fine-tuning waits for this data: schedule it early
+    conda:
+        "../envs/zar.yaml"
+    threads: resource("decode", "threads", 8)
+    resources:
+        runtime=resource("decode", "runtime", 1440),
+        mem_mb=resource("decode", "mem_mb", 16000),
     params:
         root=lambda w: f"{DATA}/{w.dataset}",
         lists=lambda w, input: " ".join(f"--list {l}" for l in input.lists),
         short_side=config["decode"]["short_side"],
         timeout=config["decode"]["timeout"],
-    threads: res("decode", "threads", 8)
-    resources:
-        runtime=res("decode", "runtime", 1440),
-        mem_mb=res("decode", "mem_mb", 16000),
-    priority: 40  # the fine-tuning waits for this data: schedule it early
-    conda:
-        "../envs/zar.yaml"
     shell:
         "zar decode --dataset {wildcards.dataset} --root {params.root} {params.lists}"
         " --workers {threads} --short-side {params.short_side} --timeout {params.timeout} > {log} 2>&1"

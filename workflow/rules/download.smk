@@ -12,12 +12,12 @@ rule download_annotations:
         classes=f"{DATA}/{{dataset}}/lists/classes.csv",
     log:
         f"{LOGS}/download/{{dataset}}_annotations.log",
-    params:
-        root=lambda w: f"{DATA}/{w.dataset}",
-        opts=download_options,
     priority: 40  # the fine-tuning waits for this data: schedule it early
     conda:
         "../envs/zar.yaml"
+    params:
+        root=lambda w: f"{DATA}/{w.dataset}",
+        opts=download_options,
     shell:
         "zar download --dataset {wildcards.dataset} --annotations --root {params.root} {params.opts} > {log} 2>&1"
 
@@ -30,18 +30,18 @@ rule download:
         f"{DATA}/{{dataset}}/download_manifest.csv",
     log:
         f"{LOGS}/download/{{dataset}}.log",
+    priority: 40  # the fine-tuning waits for this data: schedule it early
+    conda:
+        "../envs/zar.yaml"
+    threads: lambda w: config["download"]["workers"]
+    resources:
+        runtime=resource("download", "runtime", 1440),
+        mem_mb=resource("download", "mem_mb", 8000),
     params:
         root=lambda w: f"{DATA}/{w.dataset}",
         lists=lambda w, input: " ".join(f"--list {l}" for l in input.lists),
         source=lambda w: config["datasets"][w.dataset]["source"],
         opts=download_options,
-    threads: lambda w: config["download"]["workers"]
-    resources:
-        runtime=res("download", "runtime", 1440),
-        mem_mb=res("download", "mem_mb", 8000),
-    priority: 40  # the fine-tuning waits for this data: schedule it early
-    conda:
-        "../envs/zar.yaml"
     shell:
         "zar download --dataset {wildcards.dataset} --source {params.source} --root {params.root}"
         " {params.lists} --workers {threads} {params.opts} > {log} 2>&1"

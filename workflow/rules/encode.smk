@@ -9,25 +9,25 @@ rule encode:
         decoded=f"{DATA}/{{dataset}}/decode_manifest.csv",
         lists=lambda w: encode_job(w).lists,
         audit=splits_ready(),
-        model=lambda w: W.backbone_inputs(config, w.backbone),
+        model=lambda w: plan.backbone_inputs(config, w.backbone),
     output:
         f"{RES}/embeddings/{{dataset}}/{{backbone}}/{{viewset}}/shard{{k}}of{{n}}.pt",
     log:
         f"{LOGS}/embeddings/{{dataset}}/{{backbone}}/{{viewset}}/shard{{k}}of{{n}}.log",
     benchmark:
         f"{BENCH}/embeddings/{{dataset}}/{{backbone}}/{{viewset}}/shard{{k}}of{{n}}.tsv"
-    params:
-        root=lambda w: W.video_root(config, w.dataset),
-        backbone=lambda w: W.backbone_arg(config, w.backbone),
-        settings=lambda w: W.settings_args(encode_job(w).settings),
-    threads: res("encode", "threads", 8)
-    resources:
-        gpu=res("encode", "gpu", 1),
-        mem_mb=res("encode", "mem_mb", 32000),
-        runtime=res("encode", "runtime", 720),
     priority: 10  # before tuning jobs, so tuning finds its inputs early
     conda:
         "../envs/zar.yaml"
+    threads: resource("encode", "threads", 8)
+    resources:
+        gpu=resource("encode", "gpu", 1),
+        mem_mb=resource("encode", "mem_mb", 32000),
+        runtime=resource("encode", "runtime", 720),
+    params:
+        root=lambda w: plan.video_root(config, w.dataset),
+        backbone=lambda w: plan.backbone_arg(config, w.backbone),
+        settings=lambda w: plan.settings_args(encode_job(w).settings),
     shell:
         "zar encode --videos {input.lists} --root {params.root} --ext .mp4"
         " --backbone {params.backbone} --shard {wildcards.k}/{wildcards.n} --out {output}"

@@ -10,14 +10,14 @@ PLOTTED_TABLES = table_registry.plotted()
 DEMO_NOTE = " (DEMO: synthetic data, tiny CLIP)" if config.get("demo") else ""
 
 FIGURE_RESOURCES = dict(
-    mem_mb=res("figures", "mem_mb", 8000),
-    runtime=res("figures", "runtime", 60),
+    mem_mb=resource("figures", "mem_mb", 8000),
+    runtime=resource("figures", "runtime", 60),
 )
 
 
 rule perclass:
     input:
-        lambda w: W.table_inputs(config, int(w.table)),
+        lambda w: plan.table_inputs(config, int(w.table)),
     output:
         report(
             directory(f"{FIG}/perclass/table{{table}}"),
@@ -29,15 +29,15 @@ rule perclass:
         ),
     log:
         f"{LOGS}/figures/perclass/table{{table}}.log",
+    conda:
+        "../envs/zar.yaml"
+    threads: 1
+    resources:
+        **FIGURE_RESOURCES,
     params:
         strip=lambda w, output: os.path.dirname(os.path.dirname(os.path.dirname(output[0]))) + "/",
         top=FIGCFG["perclass"]["top"],
         note=shlex.quote(DEMO_NOTE),
-    threads: 1
-    resources:
-        **FIGURE_RESOURCES,
-    conda:
-        "../envs/zar.yaml"
     shell:
         "zar figures perclass --results {input} --strip {params.strip} --top {params.top} --note {params.note}"
         " --out {output} > {log} 2>&1"
@@ -58,13 +58,13 @@ rule ablation_figure:
         f"{LOGS}/figures/ablation_table{{table}}.log",
     wildcard_constraints:
         table="|".join(map(str, PLOTTED_TABLES)),
-    params:
-        title=lambda w: shlex.quote(f"Table {w.table}{DEMO_NOTE}"),
+    conda:
+        "../envs/zar.yaml"
     threads: 1
     resources:
         **FIGURE_RESOURCES,
-    conda:
-        "../envs/zar.yaml"
+    params:
+        title=lambda w: shlex.quote(f"Table {w.table}{DEMO_NOTE}"),
     shell:
         "zar figures ablation --table {input} --number {wildcards.table} --title {params.title}"
         " --out {output.figure} > {log} 2>&1"
@@ -72,7 +72,9 @@ rule ablation_figure:
 
 rule tsne:
     input:
-        lambda w: sorted({f for d in ZS_DATASETS for fs in W.tsne_inputs(config, d, w.backbone).values() for f in fs}),
+        lambda w: sorted(
+            {f for d in ZS_DATASETS for fs in plan.tsne_inputs(config, d, w.backbone).values() for f in fs}
+        ),
     output:
         report(
             directory(f"{FIG}/tsne/{{backbone}}"),
@@ -84,17 +86,17 @@ rule tsne:
         ),
     log:
         f"{LOGS}/figures/tsne/{{backbone}}.log",
+    conda:
+        "../envs/zar.yaml"
+    threads: resource("figures", "threads", 2)
+    resources:
+        **FIGURE_RESOURCES,
     params:
         a=tsne_args,
         names=" ".join(ZS_DATASETS),
         opts=f"--max-points {FIGCFG['tsne']['max_points']} --perplexity {FIGCFG['tsne']['perplexity']}"
         f" --seed {FIGCFG['tsne']['seed']}",
         title=lambda w: shlex.quote(f"{{name}}, {w.backbone}{DEMO_NOTE}"),
-    threads: res("figures", "threads", 2)
-    resources:
-        **FIGURE_RESOURCES,
-    conda:
-        "../envs/zar.yaml"
     shell:
         "zar figures tsne --embeddings {params.a[embeddings]} --videos {params.a[videos]} --names {params.names}"
         " {params.opts} --title {params.title} --out {output} > {log} 2>&1"
@@ -102,11 +104,11 @@ rule tsne:
 
 rule attention:
     input:
-        videos=[W.attention_lists(config, d)["videos"] for d in ZS_DATASETS],
-        classes=[W.attention_lists(config, d)["classes"] for d in ZS_DATASETS],
+        videos=[plan.attention_lists(config, d)["videos"] for d in ZS_DATASETS],
+        classes=[plan.attention_lists(config, d)["classes"] for d in ZS_DATASETS],
         decoded=[f"{DATA}/{d}/decode_manifest.csv" for d in ZS_DATASETS],
         audit=splits_ready(),
-        model=lambda w: W.backbone_inputs(config, w.backbone),
+        model=lambda w: plan.backbone_inputs(config, w.backbone),
     output:
         report(
             directory(f"{FIG}/attention/{{backbone}}"),
@@ -118,13 +120,18 @@ rule attention:
         ),
     log:
         f"{LOGS}/figures/attention/{{backbone}}.log",
+    conda:
+        "../envs/zar.yaml"
+    threads: 1
+    resources:
+        **FIGURE_RESOURCES,
     params:
-        roots=" ".join(W.video_root(config, d) for d in ZS_DATASETS),
+        roots=" ".join(plan.video_root(config, d) for d in ZS_DATASETS),
         names=" ".join(ZS_DATASETS),
-        backbone=lambda w: W.backbone_arg(config, w.backbone),
+        backbone=lambda w: plan.backbone_arg(config, w.backbone),
         n=FIGCFG["attention"]["videos"],
         mode=FIGCFG["attention"]["mode"],
-        settings=W.settings_args(
+        settings=plan.settings_args(
             {
                 "views.frames": config["method"]["views"]["frames"],
                 "run.backend": config["method"]["run"]["backend"],
@@ -132,11 +139,6 @@ rule attention:
             }
         ),
         title=lambda w: shlex.quote(f"{{name}}, {w.backbone}{DEMO_NOTE}"),
-    threads: 1
-    resources:
-        **FIGURE_RESOURCES,
-    conda:
-        "../envs/zar.yaml"
     shell:
         "zar figures attention --videos {input.videos} --classes {input.classes} --root {params.roots}"
         " --names {params.names} --ext .mp4 --backbone {params.backbone} --frames {params.n} --mode {params.mode}"

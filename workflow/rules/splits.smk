@@ -14,13 +14,13 @@ rule splits:
         files=[f for f in split_files() if not f.endswith("MANIFEST.sha256")],
     log:
         f"{LOGS}/splits/build.log",
+    conda:
+        "../envs/zar.yaml"
     params:
         builder=config["splits"]["builder"],
         sources=config["splits"]["sources"],
         demo=f"--demo-config {config['demo_data_config']}" if config["demo_data_config"] else "",
         splits=lambda w, output: os.path.dirname(output.manifest),
-    conda:
-        "../envs/zar.yaml"
     shell:
         "zar splits build --builder {params.builder} --splits {params.splits} --sources {params.sources}"
         " {params.demo} > {log} 2>&1"
@@ -33,12 +33,12 @@ rule splits_audit:
         f"{RES}/splits/audit.txt",
     log:
         f"{LOGS}/splits/audit.log",
+    conda:
+        "../envs/zar.yaml"
     params:
         sources=config["splits"]["sources"],
         expect=config["splits"]["builder"],
         splits=lambda w, input: os.path.dirname(input[0]),
-    conda:
-        "../envs/zar.yaml"
     shell:
         "zar splits audit --splits {params.splits} --sources {params.sources} --expect {params.expect}"
         " > {output}.tmp 2> {log} && mv {output}.tmp {output}"

@@ -8,7 +8,7 @@ localrules:
 
 rule tables:
     input:
-        lambda w: W.table_inputs(config, int(w.table)),
+        lambda w: plan.table_inputs(config, int(w.table)),
     output:
         md=f"{RES}/table{{table}}.md",
         tex=f"{RES}/table{{table}}.tex",
@@ -21,10 +21,10 @@ rule tables:
         ),
     log:
         f"{LOGS}/tables/table{{table}}.log",
-    params:
-        spec=lambda w: shlex.quote(json.dumps(W.table_spec(config, int(w.table)))),
-        prefix=lambda w: f"{RES}/table{w.table}",
     conda:
         "../envs/zar.yaml"
+    params:
+        spec=lambda w: shlex.quote(json.dumps(plan.table_spec(config, int(w.table)))),
+        prefix=lambda w: f"{RES}/table{w.table}",
     shell:
         "zar tables --spec {params.spec} --out {params.prefix} > {log} 2>&1"

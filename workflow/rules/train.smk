@@ -12,17 +12,17 @@ rule train:
         f"{LOGS}/models/{{backbone}}.log",
     benchmark:
         f"{BENCH}/models/{{backbone}}.tsv"
-    params:
-        p=train_params,
-        out=lambda w: W.model_dir(config, w.backbone),
+    priority: 50  # every job on the fine-tuned backbone waits for the model: schedule it first
+    conda:
+        "../envs/zar.yaml"
     threads: train_res("threads", 8)
     resources:
         gpu=train_res("gpu", 1),
         mem_mb=train_res("mem_mb", 64000),
         runtime=train_res("runtime", 1440),
-    priority: 50  # every job on the fine-tuned backbone waits for the model: schedule it first
-    conda:
-        "../envs/zar.yaml"
+    params:
+        p=train_params,
+        out=lambda w: plan.model_dir(config, w.backbone),
     shell:
         "{params.p[launcher]} train --videos {input.videos} --classes {input.classes}"
         " --root {params.p[root]} --ext .mp4 --backbone {params.p[backbone]} --recipe {params.p[recipe]}"

@@ -15,15 +15,15 @@ rule tune_zeroshot:
         f"{LOGS}/zeroshot/{{dataset}}/{{run}}/split{{split}}.log",
     benchmark:
         f"{BENCH}/zeroshot/{{dataset}}/{{run}}/split{{split}}.tsv"
-    params:
-        p=tune_params("zeroshot"),
-    threads: res("tune", "threads", 4)
-    resources:
-        gpu=res("tune", "gpu", 1),
-        mem_mb=res("tune", "mem_mb", 16000),
-        runtime=res("tune", "runtime", 360),
     conda:
         "../envs/zar.yaml"
+    threads: resource("tune", "threads", 4)
+    resources:
+        gpu=resource("tune", "gpu", 1),
+        mem_mb=resource("tune", "mem_mb", 16000),
+        runtime=resource("tune", "runtime", 360),
+    params:
+        p=tune_params("zeroshot"),
     shell:
         "zar tune --embeddings {input.embeddings} --videos {input.videos} --classes {input.classes}"
         " --backbone {params.p[backbone]} --method {params.p[method]} --out {output.summary}"
