@@ -361,3 +361,38 @@ def test_decoder_scaling_bounds_memory_on_a_4000x3000_clip(tmp_path):
         assert own < MEMORY_BOUND_MIB and worker < MEMORY_BOUND_MIB, peaks
     full = peaks[0, "decord"]
     assert full[:2] == (3000, 4000) and max(full[2:]) > MEMORY_BOUND_MIB, peaks  # the bound means something
+
+
+def _read_in_child(path, queue):
+    from zar.video import reader as reader_module
+
+    frames, _ = read_video(path, pick, backend="pyav", timeout=60)
+    mine = [r for r in reader_module._ALL if r._shm is not None and r._shm_owner == os.getpid()]
+    queue.put((frames.shape[0], [r._shm.name for r in mine], [r.worker_pid() for r in mine]))
+
+
+def test_a_forked_child_frees_its_readers_at_exit(clips):
+    """A DataLoader worker (a forked child, which skips atexit) stops its decoder processes and
+    removes its shared memory when it ends, and leaves its parent's readers alone."""
+    import multiprocessing
+
+    read_video(clips["h264"], pick, backend="pyav", timeout=60)  # the parent's own reader
+    from zar.video import reader as reader_module
+
+    parents = [(r._shm.name, r.worker_pid()) for r in reader_module._ALL
+               if r._shm is not None and r._shm_owner == os.getpid()]
+    ctx = multiprocessing.get_context("fork")
+    queue = ctx.Queue()
+    child = ctx.Process(target=_read_in_child, args=(str(clips["h264"]), queue))
+    child.start()
+    n, shm_names, worker_pids = queue.get(timeout=60)
+    child.join(60)
+    assert child.exitcode == 0 and n == 7 and shm_names and all(worker_pids)
+    deadline = time.time() + 10
+    while time.time() < deadline and any(Path(f"/proc/{p}").exists() for p in worker_pids):
+        time.sleep(0.1)
+    for name in shm_names:
+        assert not Path(f"/dev/shm/{name.lstrip('/')}").exists(), f"shared memory {name} left behind"
+    assert not any(Path(f"/proc/{p}").exists() for p in worker_pids), "the child's decoder processes outlived it"
+    for name, pid in parents:  # the parent's reader still works
+        assert Path(f"/dev/shm/{name.lstrip('/')}").exists() and pid and Path(f"/proc/{pid}").exists()

@@ -22,7 +22,9 @@ def load_predictions(summary_path: str | Path) -> dict[str, Any]:
     """A result summary and its predictions (the ``.jsonl`` beside it) as arrays.
 
     Returns ``{"summary", "classes" (names in index order), "video_ids", "labels" (N,),
-    "logits_before" (N, C), "logits_after" (N, C)}``.
+    "logits_before" (N, C), "logits_after" (N, C), "logits_ensemble" (N, C) or None}`` (the
+    last the views' vote under the initial prompt, as log-probabilities; None where the
+    records do not hold it).
     """
     import json
 
@@ -36,7 +38,7 @@ def load_predictions(summary_path: str | Path) -> dict[str, Any]:
     jsonl = summary_path.with_suffix(".jsonl")
     if not jsonl.is_file():
         raise UserError(f"{jsonl}: the predictions of {summary_path.name} are missing")
-    ids, labels, before, after = [], [], [], []
+    ids, labels, before, after, ensemble = [], [], [], [], []
     with open(jsonl, encoding="utf-8") as f:
         for n, line in enumerate(f, start=1):
             if not line.strip():
@@ -45,7 +47,9 @@ def load_predictions(summary_path: str | Path) -> dict[str, Any]:
                 rec = json.loads(line)
             except json.JSONDecodeError as e:
                 raise UserError(f"{jsonl}: line {n} is not JSON ({e})") from None
-            for key in ("logits_before", "logits_after"):
+            for key in ("logits_before", "logits_after", "logits_ensemble"):
+                if key == "logits_ensemble" and key not in rec:
+                    continue
                 if len(rec.get(key, ())) != len(classes):
                     raise UserError(f"{jsonl}: line {n}: {key} has {len(rec.get(key, ()))} values, "
                                     f"the summary lists {len(classes)} classes")
@@ -53,10 +57,43 @@ def load_predictions(summary_path: str | Path) -> dict[str, Any]:
             labels.append(int(rec["label"]))
             before.append(rec["logits_before"])
             after.append(rec["logits_after"])
+            ensemble.append(rec.get("logits_ensemble"))
     shape = (len(ids), len(classes))
     return {"summary": summary, "classes": classes, "video_ids": ids, "labels": np.asarray(labels, dtype=np.int64),
             "logits_before": np.asarray(before, dtype=np.float64).reshape(shape),
-            "logits_after": np.asarray(after, dtype=np.float64).reshape(shape)}
+            "logits_after": np.asarray(after, dtype=np.float64).reshape(shape),
+            "logits_ensemble": None if any(e is None for e in ensemble)
+            else np.asarray(ensemble, dtype=np.float64).reshape(shape)}
+
+
+def log_softmax(logits: np.ndarray) -> np.ndarray:
+    logits = np.asarray(logits, dtype=np.float64)
+    z = logits - logits.max(axis=-1, keepdims=True)
+    return z - np.log(np.exp(z).sum(axis=-1, keepdims=True))
+
+
+def tuning_check(predictions: dict[str, Any], min_share: float = 0.8, tol: float = 1e-3) -> dict[str, Any]:
+    """Does test-time tuning do its job on these predictions (from :func:`load_predictions`)?
+
+    Tuning minimises the entropy of the views' mean prediction, so with the tuned prompt the
+    inference clip should give MORE probability to the class the views vote for (the
+    ensemble's top class). ``shift`` is that class's log-probability on the inference clip
+    after tuning minus before; the check passes when it rises (by more than ``tol``) in at
+    least ``min_share`` of the videos. A tuned prompt left unused or a learning rate of 0
+    leaves it unchanged, a flipped gradient sign lowers it.
+    """
+    if predictions["logits_ensemble"] is None:
+        raise UserError("these predictions do not record the views' vote (logits_ensemble): rerun their tuning job")
+    vote = predict(predictions["logits_ensemble"])
+    rows = np.arange(len(vote))
+    shift = log_softmax(predictions["logits_after"])[rows, vote] - log_softmax(predictions["logits_before"])[rows, vote]
+    n = len(shift)
+    share = float((shift > tol).mean()) if n else 0.0
+    labels = predictions["labels"]
+    return {"videos": n, "share_up": share, "median_shift": float(np.median(shift)) if n else 0.0,
+            "top1_before": float((predict(predictions["logits_before"]) == labels).mean() * 100) if n else None,
+            "top1_after": float((predict(predictions["logits_after"]) == labels).mean() * 100) if n else None,
+            "min_share": min_share, "ok": n > 0 and share >= min_share}
 
 
 def predict(logits: np.ndarray) -> np.ndarray:

@@ -29,19 +29,19 @@ def top5(logits: torch.Tensor) -> list[int]:
     return [int(i) for i in order]
 
 
-def record(video_id: str, label: int, res: TuneResult, method: str) -> dict[str, Any]:
+def record(video_id: str, label: int, result: TuneResult, method: str) -> dict[str, Any]:
     rec = {
         "video_id": video_id,
         "label": int(label),
-        "top5_before": top5(res.logits_before),
-        "top5_after": top5(res.logits_after),
-        "top5_ensemble": top5(res.logits_ensemble),
-        "kept_views": res.kept,
-        "loss": res.loss,
-        "seconds": round(res.seconds, 4),
-        "logits_before": [round(float(x), 5) for x in res.logits_before.tolist()],
-        "logits_after": [round(float(x), 5) for x in res.logits_after.tolist()],
-        "logits_ensemble": [round(float(x), 5) for x in res.logits_ensemble.tolist()],
+        "top5_before": top5(result.logits_before),
+        "top5_after": top5(result.logits_after),
+        "top5_ensemble": top5(result.logits_ensemble),
+        "kept_views": result.kept,
+        "loss": result.loss,
+        "seconds": round(result.seconds, 4),
+        "logits_before": [round(float(x), 5) for x in result.logits_before.tolist()],
+        "logits_after": [round(float(x), 5) for x in result.logits_after.tolist()],
+        "logits_ensemble": [round(float(x), 5) for x in result.logits_ensemble.tolist()],
     }
     if method == "vanilla":
         rec["kept_views"] = []

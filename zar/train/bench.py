@@ -106,8 +106,8 @@ def run_bench(a) -> int:
     import json
 
     if a.what == "train-step":
-        res = bench_step(a.backbone, a.micro_batch, a.frames, a.classes, a.steps, a.device)
+        figures = bench_step(a.backbone, a.micro_batch, a.frames, a.classes, a.steps, a.device)
     else:
-        res = bench_data(a.videos, a.classes, a.root, a.ext, a.image_size, a.frames, a.workers, a.clips)
-    print(json.dumps(res))
+        figures = bench_data(a.videos, a.classes, a.root, a.ext, a.image_size, a.frames, a.workers, a.clips)
+    print(json.dumps(figures))
     return 0

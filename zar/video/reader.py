@@ -4,6 +4,7 @@ from __future__ import annotations
 import atexit
 import dataclasses
 import logging
+import multiprocessing.util
 import os
 import stat
 import sys
@@ -301,10 +302,22 @@ def partial_summary(info: VideoInfo) -> str:
     return f"only the first {info.num_frames} frames decode"
 
 
-@atexit.register
 def _close_readers() -> None:
+    """At exit, stop the decoder processes and free the shared memory this process owns, also
+    in a DataLoader worker or other forked child (which skips ``atexit``); ``close`` leaves
+    what a forked child inherited from its parent to the parent."""
     for reader in list(_ALL):
         try:
             reader.close()
         except Exception:  # pragma: no cover - best effort at exit
             pass
+
+
+def _close_readers_at_child_exit(_=None) -> None:
+    multiprocessing.util.Finalize(None, _close_readers, exitpriority=10)
+
+
+atexit.register(_close_readers)
+# a multiprocessing child ends through os._exit (no atexit) after running its finalizers, and
+# starts with none: register ours again in every child
+multiprocessing.util.register_after_fork(_close_readers_at_child_exit, _close_readers_at_child_exit)
