@@ -118,8 +118,22 @@ def test_tiny_model_is_deterministic_and_checkpoint_round_trip(tmp_path):
     out.mkdir()
     save_file({k: v.contiguous() for k, v in m1.state_dict().items()}, str(out / "model.safetensors"))
     (out / "model.json").write_text(json.dumps({"arch": "ZAR-Tiny", "quick_gelu": False}))
-    m3, _ = B.build_model(str(out))
+    init_normal = torch.nn.init.normal_
+    m3, _ = B.build_model(str(out))  # built without drawing random weights, then loaded
+    assert torch.nn.init.normal_ is init_normal  # the initialisers are back
     assert all(torch.equal(a, b) for a, b in zip(m1.state_dict().values(), m3.state_dict().values()))
+    for (name, a), (_, b) in zip(m1.named_buffers(), m3.named_buffers()):  # the causal mask is not in the file
+        assert torch.equal(a, b), name
+    tokens = torch.randint(0, 100, (3, 77))
+    images = torch.rand(2, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.equal(m1.encode_text(tokens), m3.encode_text(tokens))
+        assert torch.equal(m1.encode_image(images), m3.encode_image(images))
+    state = {k: v.contiguous() for k, v in m1.state_dict().items() if k != "text_projection"}
+    save_file(state, str(out / "model.safetensors"))  # one weight missing: refused, not left uninitialised
+    with pytest.raises(UserError, match="text_projection"):
+        B.build_model(str(out))
+    save_file({k: v.contiguous() for k, v in m1.state_dict().items()}, str(out / "model.safetensors"))
     (out / "model.json").unlink()
     with pytest.raises(UserError):
         B.build_model(str(out / "model.safetensors"))
