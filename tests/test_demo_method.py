@@ -5,7 +5,6 @@ before the tests); without them they fail and say so. The mutation tests rerun o
 demo's tuning jobs (`zar tune` on its cached embeddings, a second or two) with the method
 broken on purpose and show that :func:`zar.analysis.tuning_check` then fails.
 """
-import copy
 import json
 from pathlib import Path
 
@@ -16,32 +15,23 @@ import yaml
 
 import zar.tta
 import zar.workflow as plan
+from demo_results import DEMO, demo_config, require
 from zar.analysis import load_predictions, tuning_check
 from zar.cli import main
-
-ROOT = Path(__file__).resolve().parents[1]
-DEMO = ROOT / "demo"
 
 
 @pytest.fixture(scope="module")
 def demo_cfg():
-    from snakemake.utils import validate
-
-    cfg = copy.deepcopy(yaml.safe_load((DEMO / "config/config.yaml").read_text()))
-    validate(cfg, str(ROOT / "workflow/schemas/config.schema.yaml"))
-    return cfg
+    return demo_config()
 
 
 def zar_results(cfg) -> list[Path]:
     """The demo's Table 1 results tuned with ZAR (one per dataset and split)."""
     zs = cfg["zeroshot"]
     runs = [name for name, run in zs["runs"].items() if run.get("method", "zar") == "zar"]
-    paths = [DEMO / plan.zeroshot_result(cfg, d, r, s) for r in runs for d in zs["datasets"] for s in zs["splits"]]
-    missing = [p for p in paths if not p.is_file()]
-    if missing:
-        pytest.fail(f"the demo's results are missing ({len(missing)} files, e.g. {missing[0]}): run the demo "
-                    "first: snakemake --cores all --directory demo all  (or: make demo)")
-    return paths
+    paths = [plan.zeroshot_result(cfg, d, r, s) for r in runs for d in zs["datasets"] for s in zs["splits"]]
+    require(paths)
+    return [DEMO / p for p in paths]
 
 
 def test_check_against_a_direct_computation():

@@ -5,7 +5,6 @@ before the tests); without them they fail and say so. The browser is Debian's `c
 driven through `chromedriver` (selenium), on the report file alone: no network.
 Set ZAR_REPORT_SCREENSHOTS=DIR to keep a screenshot of every view of the report.
 """
-import copy
 import os
 import subprocess
 import sys
@@ -13,28 +12,19 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import yaml
 from PIL import Image
 
 import zar.workflow as plan
+from demo_results import DEMO, ROOT, demo_config, require
 from zar.figures import plots
-
-ROOT = Path(__file__).resolve().parents[1]
-DEMO = ROOT / "demo"
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
 
 
 @pytest.fixture(scope="module")
 def demo_cfg():
-    from snakemake.utils import validate
-
-    cfg = copy.deepcopy(yaml.safe_load((DEMO / "config/config.yaml").read_text()))
-    validate(cfg, str(ROOT / "workflow/schemas/config.schema.yaml"))
-    missing = [f for f in plan.all_targets(cfg) if not (DEMO / f).exists()]
-    if missing:
-        pytest.fail(f"the demo's results are missing ({len(missing)} files, e.g. demo/{missing[0]}): run the demo "
-                    "first: snakemake --cores all --directory demo all  (or: make demo)")
+    cfg = demo_config()
+    require(plan.all_targets(cfg))
     return cfg
 
 

@@ -47,9 +47,8 @@ def load_predictions(summary_path: str | Path) -> dict[str, Any]:
                 rec = json.loads(line)
             except json.JSONDecodeError as e:
                 raise UserError(f"{jsonl}: line {n} is not JSON ({e})") from None
-            for key in ("logits_before", "logits_after", "logits_ensemble"):
-                if key == "logits_ensemble" and key not in rec:
-                    continue
+            optional = ("logits_ensemble",) if "logits_ensemble" in rec else ()  # older records lack it
+            for key in ("logits_before", "logits_after", *optional):
                 if len(rec.get(key, ())) != len(classes):
                     raise UserError(f"{jsonl}: line {n}: {key} has {len(rec.get(key, ()))} values, "
                                     f"the summary lists {len(classes)} classes")
