@@ -167,6 +167,29 @@ def test_three_zeroshot_splits_differ(splits_dir):
             assert {r["class_name"] for r in test} == classes[i - 1], (ds, i)
 
 
+def test_splits_spread_their_classes_over_the_colours():
+    """Each split takes its classes from the pool with colours repeating as little as possible:
+    with as many classes as colours (the demo's data), every colour once."""
+    from zar.demo.design import design_classes
+
+    cfg = demo.load_config(Path(__file__).resolve().parents[1] / "demo/config/demo_data.yaml")
+    assert cfg.split_classes == len(cfg.colours)
+    design = design_classes(cfg)
+    for ds, splits in design["splits"].items():
+        assert len({frozenset(s) for s in splits}) == 3, ds
+        for s in splits:
+            assert set(s) <= set(design["pools"][ds]) and len(s) == cfg.split_classes
+            assert sorted(c[0] for c in s) == sorted(cfg.colours), (ds, s)
+    # fewer colours than classes: each colour as often as the pool allows (12 classes, 4 colours: 3 each)
+    small = demo.config_from_dict({"colours": {"red": [200, 0, 0], "green": [0, 200, 0], "blue": [0, 0, 200],
+                                               "yellow": [200, 200, 0]}, "split_classes": 12})
+    for splits in design_classes(small)["splits"].values():
+        counts = {}
+        for c in splits[0]:
+            counts[c[0]] = counts.get(c[0], 0) + 1
+        assert sorted(counts.values()) == [3, 3, 3, 3]
+
+
 def test_base_to_novel_lists(splits_dir):
     cfg = demo.DemoConfig()
     for ds in ("k400", "hmdb51", "ucf101"):

@@ -1,9 +1,11 @@
-"""The demo's tuning does its job, and the check that says so fails when the method breaks.
+"""The demo's tuning does its job, and the checks that say so fail when the method breaks.
 
 These read the demo's results (`snakemake --cores all --directory demo all`, which CI runs
-before the tests); without them they fail and say so. The mutation tests rerun one of the
-demo's tuning jobs (`zar tune` on its cached embeddings, a second or two) with the method
-broken on purpose and show that :func:`zar.analysis.tuning_check` then fails.
+before the tests); without them they fail and say so. ZAR must beat vanilla CLIP by at least
+5 points on every zero-shot role of the demo (:func:`zar.analysis.gain_check`), and move the
+inference clip toward the views' vote (:func:`zar.analysis.tuning_check`). The mutation
+tests rerun the demo's tuning jobs of one role (`zar tune` on its cached embeddings, a second
+or two each) with the method broken on purpose and show that both checks then fail.
 """
 import json
 from pathlib import Path
@@ -16,7 +18,7 @@ import yaml
 import zar.tta
 import zar.workflow as plan
 from demo_results import DEMO, demo_config, require
-from zar.analysis import load_predictions, tuning_check
+from zar.analysis import gain_check, load_predictions, predict, tuning_check
 from zar.cli import main
 
 
@@ -25,13 +27,13 @@ def demo_cfg():
     return demo_config()
 
 
-def zar_results(cfg) -> list[Path]:
-    """The demo's Table 1 results tuned with ZAR (one per dataset and split)."""
+def zar_results(cfg) -> dict[tuple[str, str], list[Path]]:
+    """The demo's Table 1 results tuned with ZAR: the splits' results per (run, dataset)."""
     zs = cfg["zeroshot"]
     runs = [name for name, run in zs["runs"].items() if run.get("method", "zar") == "zar"]
-    paths = [plan.zeroshot_result(cfg, d, r, s) for r in runs for d in zs["datasets"] for s in zs["splits"]]
-    require(paths)
-    return [DEMO / p for p in paths]
+    paths = {(r, d): [plan.zeroshot_result(cfg, d, r, s) for s in zs["splits"]] for r in runs for d in zs["datasets"]}
+    require([p for ps in paths.values() for p in ps])
+    return {k: [DEMO / p for p in ps] for k, ps in paths.items()}
 
 
 def test_check_against_a_direct_computation():
@@ -58,9 +60,45 @@ def test_check_against_a_direct_computation():
     assert tuning_check(same)["share_up"] == 0.0
 
 
+def test_gain_check_against_a_direct_computation():
+    rng = np.random.default_rng(1)
+    splits = []
+    for _ in range(3):
+        labels = rng.integers(0, 5, size=40)
+        before = rng.normal(size=(40, 5))
+        after = before.copy()
+        fix = rng.uniform(size=40) < 0.3  # tuning puts the right class on top for 30% of the videos
+        after[fix, labels[fix]] += 10.0
+        splits.append({"labels": labels, "logits_before": before, "logits_after": after})
+    top1 = lambda logits, y: 100 * np.mean([row.argmax() == t for row, t in zip(logits, y)])  # noqa: E731
+    b = [top1(p["logits_before"], p["labels"]) for p in splits]
+    a = [top1(p["logits_after"], p["labels"]) for p in splits]
+    gain = sum(a) / 3 - sum(b) / 3
+    std = max(np.std(b, ddof=1), np.std(a, ddof=1))
+    r = gain_check(splits)
+    assert r["gain"] == pytest.approx(gain) and r["split_std"] == pytest.approx(std)
+    assert r["top1_before"] == pytest.approx(b) and r["top1_after"] == pytest.approx(a)
+    assert r["ok"] == (gain >= 5 and gain > std) and r["ok"]
+    assert not gain_check(splits, min_gain=gain + 0.1)["ok"]
+    same = [dict(p, logits_after=p["logits_before"]) for p in splits]
+    assert gain_check(same)["gain"] == 0.0 and not gain_check(same)["ok"]
+    noisy = [dict(splits[0], logits_before=splits[0]["logits_after"]), splits[1], splits[2]]  # one split: no gain
+    r = gain_check(noisy, min_gain=0.0)
+    assert r["split_std"] == pytest.approx(max(np.std([a[0], b[1], b[2]], ddof=1), np.std(a, ddof=1)))
+
+
+def test_demo_zar_beats_vanilla_on_every_role(demo_cfg):
+    """At least 5 points over vanilla CLIP on every zero-shot role (mean over the splits),
+    and more than the split-to-split standard deviation."""
+    report = {f"{d} ({run})": gain_check([load_predictions(p) for p in paths])
+              for (run, d), paths in zar_results(demo_cfg).items()}
+    failed = {k: v for k, v in report.items() if not v["ok"]}
+    assert not failed, f"ZAR does not beat vanilla CLIP by 5 points on the demo: {failed}"
+
+
 def test_demo_tuning_moves_the_inference_clip_toward_the_views_vote(demo_cfg):
     report = {}
-    for path in zar_results(demo_cfg):
+    for path in (p for paths in zar_results(demo_cfg).values() for p in paths):
         report[str(path.relative_to(DEMO))] = tuning_check(load_predictions(path))
     failed = {k: v for k, v in report.items() if not v["ok"]}
     assert not failed, f"test-time tuning did not move the predictions toward the views' vote: {failed}"
@@ -103,25 +141,37 @@ def zero_lr(monkeypatch):
 
 
 @pytest.fixture(scope="module")
-def one_result(demo_cfg):
-    return zar_results(demo_cfg)[0]
+def one_role(demo_cfg):
+    """The results of the splits of the demo's first zero-shot role."""
+    return next(iter(zar_results(demo_cfg).values()))
 
 
-def test_rerun_reproduces_the_demo(one_result, tmp_path, monkeypatch):
-    """Unbroken, the rerun gives the demo's own predictions and passes the check."""
+def rerun_role(paths: list[Path], tmp_path: Path) -> list[dict]:
+    return [load_predictions(rerun(p, tmp_path / f"res{i}" / "split.json")) for i, p in enumerate(paths)]
+
+
+def test_rerun_reproduces_the_demo(one_role, tmp_path, monkeypatch):
+    """Unbroken, the reruns give the demo's own predictions and pass both checks."""
     monkeypatch.chdir(DEMO)
-    out = rerun(one_result, tmp_path / "res" / "split.json")
-    demo, again = load_predictions(one_result), load_predictions(out)
-    assert again["video_ids"] == demo["video_ids"]
-    for key in ("logits_before", "logits_after", "logits_ensemble"):
-        np.testing.assert_allclose(again[key], demo[key], atol=2e-5)
-    assert tuning_check(again)["ok"]
+    again = rerun_role(one_role, tmp_path)
+    for path, pred in zip(one_role, again):
+        demo = load_predictions(path)
+        assert pred["video_ids"] == demo["video_ids"]
+        for key in ("logits_before", "logits_after", "logits_ensemble"):
+            np.testing.assert_allclose(pred[key], demo[key], atol=2e-5)
+        assert (predict(pred["logits_after"]) == predict(demo["logits_after"])).all()
+        assert tuning_check(pred)["ok"]
+    assert gain_check(again)["ok"]
 
 
 @pytest.mark.parametrize("mutation", [unused_prompt, flipped_sign, zero_lr], ids=lambda f: f.__name__)
-def test_check_fails_when_the_method_breaks(mutation, one_result, tmp_path, monkeypatch):
+def test_checks_fail_when_the_method_breaks(mutation, one_role, tmp_path, monkeypatch):
     monkeypatch.chdir(DEMO)
     mutation(monkeypatch)
-    result = tuning_check(load_predictions(rerun(one_result, tmp_path / "res" / "split.json")))
-    assert not result["ok"], f"{mutation.__name__}: the check still passes: {result}"
-    assert result["share_up"] < 0.2
+    again = rerun_role(one_role, tmp_path)
+    gain = gain_check(again)
+    assert not gain["ok"] and gain["gain"] <= 0.0, f"{mutation.__name__}: ZAR still gains: {gain}"
+    for pred in again:
+        result = tuning_check(pred)
+        assert not result["ok"], f"{mutation.__name__}: the tuning check still passes: {result}"
+        assert result["share_up"] < 0.2

@@ -95,6 +95,25 @@ def tuning_check(predictions: dict[str, Any], min_share: float = 0.8, tol: float
             "min_share": min_share, "ok": n > 0 and share >= min_share}
 
 
+def gain_check(splits: Sequence[dict[str, Any]], min_gain: float = 5.0) -> dict[str, Any]:
+    """Does tuning raise top-1 on one dataset, beyond the noise of its splits?
+
+    ``splits`` are the predictions (:func:`load_predictions`) of its splits. The gain is the
+    mean over the splits of top-1 after tuning minus top-1 before (vanilla CLIP, the same
+    inference clip with the initial prompt), in points. The check passes when the gain is at
+    least ``min_gain`` and larger than the split-to-split standard deviation (ddof=1, as the
+    tables report it) of either top-1.
+    """
+    if not len(splits) or any(len(p["labels"]) == 0 for p in splits):
+        raise UserError("gain_check needs at least one split with videos")
+    before = np.array([100 * np.mean(predict(p["logits_before"]) == p["labels"]) for p in splits])
+    after = np.array([100 * np.mean(predict(p["logits_after"]) == p["labels"]) for p in splits])
+    gain = float(after.mean() - before.mean())
+    std = float(max(before.std(ddof=1), after.std(ddof=1))) if len(splits) > 1 else 0.0
+    return {"top1_before": before.tolist(), "top1_after": after.tolist(), "gain": gain, "split_std": std,
+            "min_gain": min_gain, "ok": gain >= min_gain and gain > std}
+
+
 def predict(logits: np.ndarray) -> np.ndarray:
     """Top-1 class per row; ties go to the lower class index (as :func:`zar.metrics.topk_hits`)."""
     logits = np.asarray(logits, dtype=np.float64)

@@ -1,23 +1,59 @@
 """Method settings from a YAML/JSON file plus ``--set section.key=value`` overrides.
 
-Sections: ``views`` (:class:`zar.views.ViewConfig`), ``tune`` (:class:`zar.tta.TuneConfig`)
+Sections: ``views`` (:class:`zar.views.ViewConfig`), ``tune`` (:class:`TuneConfig`)
 and ``run`` (:class:`RunConfig`: device, batching, decoding). Every setting is declared once
 with its rules (:mod:`zar.fields`): the command line refuses a bad value in one line, before
 any work, and the workflow's config schema holds the same rules (``settings_schema``).
 """
 from __future__ import annotations
 
-import dataclasses
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from zar.fields import check, from_mapping, json_schema, setting, settings_fields
-from zar.tta import TuneConfig
+from zar.fields import bad_value, check, from_mapping, json_schema, setting, settings_fields
 from zar.utils import UserError, read_yaml
 from zar.views import ViewConfig
+
+
+@dataclass(frozen=True)
+class TuneConfig:
+    """Test-time tuning settings (:mod:`zar.tta`); defaults are docs/protocol.md §3 (TPT's optimiser settings)."""
+
+    steps: int = setting(1, "integer", "AdamW steps on the context per video (0 = vanilla CLIP)", minimum=0)
+    lr: float = setting(5e-3, "number", "AdamW learning rate of the context", exclusiveMinimum=0)
+    ratio: float = setting(0.8, "number", "confidence selection: keep the int(views x ratio) views of lowest "
+                           "entropy", exclusiveMinimum=0, maximum=1)
+    weight_decay: float = setting(0.01, "number", "AdamW weight decay (torch's default)", minimum=0)
+    ctx_init: str = setting("a video of a", "string", "the context words, n_ctx = their token count",
+                            pattern=r".*\S.*", allowed="a string of words")
+    template: str = setting("{ctx} {c}.", "string", "each class's text: {ctx} = the (tuned) context, "
+                            "{c} = the class text; '{c}' is the class name alone (no context, vanilla only)",
+                            pattern=r".*\{c\}.*", allowed="a string holding {c}")
+    mode: str = setting("episodic", "string", "episodic: reset the prompt for every video; continual: keep "
+                        "it across videos", enum=["episodic", "continual"])
+
+    def __post_init__(self):
+        check(self, "tune")
+        why = check_template(self.template, tuned=self.steps > 0)
+        if why:
+            raise bad_value("tune", "template", self.template, why)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def check_template(template: str, tuned: bool) -> str | None:
+    """Why ``template`` cannot make the class prompts (or be tuned), or None."""
+    if template.count("{c}") != 1:
+        return "must hold {c} (the class text) exactly once"
+    if template.count("{ctx}") > 1 or ("{ctx}" in template and not template.startswith("{ctx}")):
+        return "may hold {ctx} (the tuned context) only once, at its start"
+    if tuned and "{ctx}" not in template:
+        return "needs {ctx} (the tuned context) at its start when the prompt is tuned (tune.steps > 0)"
+    return None
 
 
 @dataclass(frozen=True)
@@ -77,7 +113,7 @@ class Settings:
     run: RunConfig = RunConfig()
 
     def to_dict(self) -> dict[str, Any]:
-        return {"views": self.views.to_dict(), "tune": self.tune.to_dict(), "run": dataclasses.asdict(self.run)}
+        return {"views": self.views.to_dict(), "tune": self.tune.to_dict(), "run": asdict(self.run)}
 
 
 def _coerce(item: str, value: str, kind: str | None) -> Any:

@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from zar.config import check_template
 from zar.splits.formats import class_text
 from zar.utils import UserError
 
@@ -60,17 +61,6 @@ def _pool(x: torch.Tensor, tokens: torch.Tensor, pool_type: str, eos_id: int | N
     if pool_type == "first":
         return x[:, 0]
     raise UserError(f"text pooling {pool_type!r} is not supported")
-
-
-def check_template(template: str, tuned: bool) -> str | None:
-    """Why ``template`` cannot make the class prompts (or be tuned), or None."""
-    if template.count("{c}") != 1:
-        return "must hold {c} (the class text) exactly once"
-    if template.count("{ctx}") > 1 or ("{ctx}" in template and not template.startswith("{ctx}")):
-        return "may hold {ctx} (the tuned context) only once, at its start"
-    if tuned and "{ctx}" not in template:
-        return "needs {ctx} (the tuned context) at its start when the prompt is tuned (tune.steps > 0)"
-    return None
 
 
 def fill_template(template: str, ctx_init: str, text: str) -> str:

@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 
 from zar.backbone import autocast
-from zar.fields import bad_value, check, setting
-from zar.prompt import PromptLearner, check_template
+from zar.config import TuneConfig
+from zar.prompt import PromptLearner
 
 
 def view_entropy(logits: torch.Tensor) -> torch.Tensor:
@@ -65,33 +65,6 @@ def ensemble_log_probs(logits: torch.Tensor) -> torch.Tensor:
     """log of the mean probability over the rows of ``logits`` (..., n, C): the views' vote."""
     logp = logits.float().log_softmax(dim=-1)
     return logp.logsumexp(dim=-2) - math.log(logp.shape[-2])
-
-
-@dataclass(frozen=True)
-class TuneConfig:
-    """Test-time tuning settings; defaults are docs/protocol.md §3 (TPT's optimiser settings)."""
-
-    steps: int = setting(1, "integer", "AdamW steps on the context per video (0 = vanilla CLIP)", minimum=0)
-    lr: float = setting(5e-3, "number", "AdamW learning rate of the context", exclusiveMinimum=0)
-    ratio: float = setting(0.8, "number", "confidence selection: keep the int(views x ratio) views of lowest "
-                           "entropy", exclusiveMinimum=0, maximum=1)
-    weight_decay: float = setting(0.01, "number", "AdamW weight decay (torch's default)", minimum=0)
-    ctx_init: str = setting("a video of a", "string", "the context words, n_ctx = their token count",
-                            pattern=r".*\S.*", allowed="a string of words")
-    template: str = setting("{ctx} {c}.", "string", "each class's text: {ctx} = the (tuned) context, "
-                            "{c} = the class text; '{c}' is the class name alone (no context, vanilla only)",
-                            pattern=r".*\{c\}.*", allowed="a string holding {c}")
-    mode: str = setting("episodic", "string", "episodic: reset the prompt for every video; continual: keep "
-                        "it across videos", enum=["episodic", "continual"])
-
-    def __post_init__(self):
-        check(self, "tune")
-        why = check_template(self.template, tuned=self.steps > 0)
-        if why:
-            raise bad_value("tune", "template", self.template, why)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 @dataclass

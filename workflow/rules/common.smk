@@ -46,6 +46,11 @@ def dataset_lists(dataset):
     return sorted(lists)
 
 
+def download_priority(w):
+    """The datasets a fine-tuning reads first: every job on its model waits for them."""
+    return 45 if any(t["dataset"] == w.dataset for t in config["training"].values()) else 40
+
+
 def split_files():
     """Every file under the splits folder that some rule reads (the outputs of rule `splits`)."""
     files = {f"{SPLITS}/MANIFEST.sha256"}

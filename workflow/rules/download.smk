@@ -30,7 +30,7 @@ rule download:
         f"{DATA}/{{dataset}}/download_manifest.csv",
     log:
         f"{LOGS}/download/{{dataset}}.log",
-    priority: 40  # the fine-tuning waits for this data: schedule it early
+    priority: download_priority  # the fine-tuning waits for this data: schedule it early
     conda:
         "../envs/zar.yaml"
     threads: lambda w: config["download"]["workers"]

@@ -56,6 +56,23 @@ def pick_balanced(candidates: list[Combo], n: int, rng: np.random.Generator) -> 
     return chosen
 
 
+def spread_colours(pool: list[Combo], n: int, rng: np.random.Generator) -> list[Combo]:
+    """``n`` classes of ``pool`` whose colours repeat as little as possible, in pool order.
+
+    Greedy: visit the pool in a seeded random order and repeatedly take the class whose colour
+    has been taken least so far (ties: the earlier in that order). With as many classes as
+    colours, every colour once: the tiny model tells colours apart, not shapes or motions.
+    """
+    order = [pool[i] for i in rng.permutation(len(pool))]
+    used: dict[str, int] = {}
+    chosen: set[Combo] = set()
+    for _ in range(min(n, len(order))):
+        best = min((c for c in order if c not in chosen), key=lambda c: used.get(c[0], 0))
+        chosen.add(best)
+        used[best[0]] = used.get(best[0], 0) + 1
+    return [c for c in pool if c in chosen]
+
+
 def _words(combos: list[Combo]) -> set[str]:
     return {w for c in combos for w in combo_text(c).split()}
 
@@ -78,14 +95,7 @@ def design_classes(cfg: DemoConfig) -> dict[str, Any]:
         if _words(combos_) != words:
             raise UserError(f"the {part} classes do not use every word ({sorted(words - _words(combos_))} "
                             "missing); give more classes or change the seed")
-    splits: dict[str, list[list[Combo]]] = {}
-    drop = cfg.pool_classes - cfg.split_classes
-    for ds in zeroshot_roles():
-        order = [pools[ds][i] for i in rng.permutation(len(pools[ds]))]
-        # split i leaves out ``drop`` classes from a different place of the shuffled pool
-        starts = [round(i * len(order) / 3) for i in range(3)]
-        splits[ds] = [[c for j, c in enumerate(order) if (j - start) % len(order) >= drop]
-                      for start in starts]
+    splits = {ds: [spread_colours(pools[ds], cfg.split_classes, rng) for _ in range(3)] for ds in zeroshot_roles()}
     return {"finetune": finetune, "pools": pools, "base": base, "splits": splits}
 
 
