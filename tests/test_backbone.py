@@ -1,5 +1,6 @@
 """Backbone specs, QuickGELU handling and the fast, explained offline failure."""
 import json
+import logging
 import time
 
 import pytest
@@ -104,10 +105,12 @@ def test_unknown_tag_and_arch():
         B.build_model({"arch": "ViT-Z-99", "pretrained": None})
 
 
-def test_tiny_model_is_deterministic_and_checkpoint_round_trip(tmp_path):
+def test_tiny_model_is_deterministic_and_checkpoint_round_trip(tmp_path, caplog):
     from safetensors.torch import save_file
 
+    caplog.set_level(logging.INFO)
     m1, pre = B.build_model("tiny")
+    assert "initialized randomly" in caplog.text  # true: no weights given
     m2, _ = B.build_model("tiny")
     assert pre.image_size == 64
     assert all(torch.equal(a, b) for a, b in zip(m1.state_dict().values(), m2.state_dict().values()))
@@ -119,7 +122,10 @@ def test_tiny_model_is_deterministic_and_checkpoint_round_trip(tmp_path):
     save_file({k: v.contiguous() for k, v in m1.state_dict().items()}, str(out / "model.safetensors"))
     (out / "model.json").write_text(json.dumps({"arch": "ZAR-Tiny", "quick_gelu": False}))
     init_normal = torch.nn.init.normal_
+    caplog.clear()
     m3, _ = B.build_model(str(out))  # built without drawing random weights, then loaded
+    assert "initialized randomly" not in caplog.text and str(out) in caplog.text  # the log says what was loaded
+    assert not logging.getLogger().filters
     assert torch.nn.init.normal_ is init_normal  # the initialisers are back
     assert all(torch.equal(a, b) for a, b in zip(m1.state_dict().values(), m3.state_dict().values()))
     for (name, a), (_, b) in zip(m1.named_buffers(), m3.named_buffers()):  # the causal mask is not in the file

@@ -309,7 +309,7 @@ def build_model(spec: BackboneSpec | str | dict, device: str | torch.device = "c
         if meta.arch != spec.arch:
             raise UserError(f"{weights}: a {meta.arch} checkpoint, but the spec asks for {spec.arch}")
         quick = bool(meta.quick_gelu) if spec.quick_gelu is None else bool(spec.quick_gelu)
-        with _no_random_init():  # every weight comes from the file (a missing one is an error below)
+        with _no_random_init(), _without_random_init_notice():  # every weight comes from the file
             model = open_clip.create_model(spec.arch, pretrained=None, force_quick_gelu=quick)
         load_checkpoint_weights(model, weights)
     elif weights is None:
@@ -328,6 +328,24 @@ def build_model(spec: BackboneSpec | str | dict, device: str | torch.device = "c
     size = size[0] if isinstance(size, (tuple, list)) else int(size)
     log.info("backbone %s pretrained=%s quick_gelu=%s image_size=%d", spec.arch, spec.pretrained, quick, size)
     return model, checkpoint_preprocess(spec, size)
+
+
+class _DropRandomInitNotice(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "initialized randomly" not in record.getMessage()
+
+
+@contextlib.contextmanager
+def _without_random_init_notice():
+    """open_clip announces "No pretrained weights loaded ... Model initialized randomly" (on the
+    root logger) for a model whose weights zar loads from its own checkpoint right after: not
+    true there, so not shown."""
+    root, notice = logging.getLogger(), _DropRandomInitNotice()
+    root.addFilter(notice)
+    try:
+        yield
+    finally:
+        root.removeFilter(notice)
 
 
 _INIT_FUNCTIONS = ("normal_", "uniform_", "trunc_normal_", "kaiming_uniform_", "kaiming_normal_", "xavier_uniform_",
