@@ -90,8 +90,8 @@ def tuning_check(predictions: dict[str, Any], min_share: float = 0.8, tol: float
     share = float((shift > tol).mean()) if n else 0.0
     labels = predictions["labels"]
     return {"videos": n, "share_up": share, "median_shift": float(np.median(shift)) if n else 0.0,
-            "top1_before": float((predict(predictions["logits_before"]) == labels).mean() * 100) if n else None,
-            "top1_after": float((predict(predictions["logits_after"]) == labels).mean() * 100) if n else None,
+            "top1_before": top1(predictions["logits_before"], labels) if n else None,
+            "top1_after": top1(predictions["logits_after"], labels) if n else None,
             "min_share": min_share, "ok": n > 0 and share >= min_share}
 
 
@@ -106,8 +106,8 @@ def gain_check(splits: Sequence[dict[str, Any]], min_gain: float = 5.0) -> dict[
     """
     if not len(splits) or any(len(p["labels"]) == 0 for p in splits):
         raise UserError("gain_check needs at least one split with videos")
-    before = np.array([100 * np.mean(predict(p["logits_before"]) == p["labels"]) for p in splits])
-    after = np.array([100 * np.mean(predict(p["logits_after"]) == p["labels"]) for p in splits])
+    before = np.array([top1(p["logits_before"], p["labels"]) for p in splits])
+    after = np.array([top1(p["logits_after"], p["labels"]) for p in splits])
     gain = float(after.mean() - before.mean())
     std = float(max(before.std(ddof=1), after.std(ddof=1))) if len(splits) > 1 else 0.0
     return {"top1_before": before.tolist(), "top1_after": after.tolist(), "gain": gain, "split_std": std,
@@ -118,6 +118,11 @@ def predict(logits: np.ndarray) -> np.ndarray:
     """Top-1 class per row; ties go to the lower class index (as :func:`zar.metrics.topk_hits`)."""
     logits = np.asarray(logits, dtype=np.float64)
     return np.argsort(-logits, axis=1, kind="stable")[:, 0]
+
+
+def top1(logits: np.ndarray, labels: np.ndarray) -> float:
+    """Top-1 accuracy (%) of :func:`predict` against ``labels``."""
+    return float((predict(logits) == np.asarray(labels)).mean() * 100)
 
 
 def per_class(labels: np.ndarray, logits_before: np.ndarray, logits_after: np.ndarray,

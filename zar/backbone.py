@@ -309,7 +309,7 @@ def build_model(spec: BackboneSpec | str | dict, device: str | torch.device = "c
         if meta.arch != spec.arch:
             raise UserError(f"{weights}: a {meta.arch} checkpoint, but the spec asks for {spec.arch}")
         quick = bool(meta.quick_gelu) if spec.quick_gelu is None else bool(spec.quick_gelu)
-        with _no_random_init(), _without_random_init_notice():  # every weight comes from the file
+        with _no_random_init():  # every weight comes from the file (a missing one is an error below)
             model = open_clip.create_model(spec.arch, pretrained=None, force_quick_gelu=quick)
         load_checkpoint_weights(model, weights)
     elif weights is None:
@@ -330,24 +330,6 @@ def build_model(spec: BackboneSpec | str | dict, device: str | torch.device = "c
     return model, checkpoint_preprocess(spec, size)
 
 
-class _DropRandomInitNotice(logging.Filter):
-    def filter(self, record: logging.LogRecord) -> bool:
-        return "initialized randomly" not in record.getMessage()
-
-
-@contextlib.contextmanager
-def _without_random_init_notice():
-    """open_clip announces "No pretrained weights loaded ... Model initialized randomly" (on the
-    root logger) for a model whose weights zar loads from its own checkpoint right after: not
-    true there, so not shown."""
-    root, notice = logging.getLogger(), _DropRandomInitNotice()
-    root.addFilter(notice)
-    try:
-        yield
-    finally:
-        root.removeFilter(notice)
-
-
 _INIT_FUNCTIONS = ("normal_", "uniform_", "trunc_normal_", "kaiming_uniform_", "kaiming_normal_", "xavier_uniform_",
                    "xavier_normal_", "orthogonal_", "constant_", "zeros_", "ones_")
 
@@ -357,13 +339,19 @@ def _no_random_init():
     """Build a model without drawing its random initial weights (about 1 s of a job's start-up
     for ViT-B/16 on a CPU) when every weight is loaded from a file right after: torch.nn.init's
     functions leave their tensor as it is. Buffers computed outright (the causal mask) are
-    unaffected, and :func:`load_checkpoint_weights` refuses a file that misses any weight."""
+    unaffected, and :func:`load_checkpoint_weights` refuses a file that misses any weight.
+    open_clip's "No pretrained weights loaded ... Model initialized randomly" (on the root
+    logger) is not true here, so it is not shown."""
     saved = {name: getattr(torch.nn.init, name) for name in _INIT_FUNCTIONS}
+    root = logging.getLogger()
+    notice = lambda record: "initialized randomly" not in record.getMessage()  # noqa: E731
+    root.addFilter(notice)
     try:
         for name in _INIT_FUNCTIONS:
             setattr(torch.nn.init, name, lambda tensor, *args, **kwargs: tensor)
         yield
     finally:
+        root.removeFilter(notice)
         for name, fn in saved.items():
             setattr(torch.nn.init, name, fn)
 

@@ -37,8 +37,10 @@ def class_name(dataset: str, combo: Combo) -> str:
     return datasets.get(dataset).class_name(combo_text(combo).split())
 
 
-def pick_balanced(candidates: list[Combo], n: int, rng: np.random.Generator) -> list[Combo]:
-    """``n`` combos chosen so every factor value is used as evenly as possible.
+def pick_balanced(candidates: list[Combo], n: int, rng: np.random.Generator,
+                  factors: tuple[int, ...] = (0, 1, 2, 3)) -> list[Combo]:
+    """``n`` combos chosen so every value of the ``factors`` (indices into a combo: colour,
+    shape, direction, speed) is used as evenly as possible.
 
     Greedy: visit candidates in a seeded random order and repeatedly take the one whose
     factor values have been used least so far (ties: the earlier in that order).
@@ -47,29 +49,19 @@ def pick_balanced(candidates: list[Combo], n: int, rng: np.random.Generator) -> 
     counts: dict[tuple[int, str], int] = {}
     chosen: list[Combo] = []
     for _ in range(min(n, len(order))):
-        best = min(range(len(order)), key=lambda i: (
-            sum(counts.get((k, v), 0) for k, v in enumerate(order[i])), i))
+        best = min(range(len(order)), key=lambda i: (sum(counts.get((k, order[i][k]), 0) for k in factors), i))
         combo = order.pop(best)
         chosen.append(combo)
-        for k, v in enumerate(combo):
-            counts[(k, v)] = counts.get((k, v), 0) + 1
+        for k in factors:
+            counts[(k, combo[k])] = counts.get((k, combo[k]), 0) + 1
     return chosen
 
 
 def spread_colours(pool: list[Combo], n: int, rng: np.random.Generator) -> list[Combo]:
-    """``n`` classes of ``pool`` whose colours repeat as little as possible, in pool order.
-
-    Greedy: visit the pool in a seeded random order and repeatedly take the class whose colour
-    has been taken least so far (ties: the earlier in that order). With as many classes as
-    colours, every colour once: the tiny model tells colours apart, not shapes or motions.
-    """
-    order = [pool[i] for i in rng.permutation(len(pool))]
-    used: dict[str, int] = {}
-    chosen: set[Combo] = set()
-    for _ in range(min(n, len(order))):
-        best = min((c for c in order if c not in chosen), key=lambda c: used.get(c[0], 0))
-        chosen.add(best)
-        used[best[0]] = used.get(best[0], 0) + 1
+    """``n`` classes of ``pool`` whose colours repeat as little as possible (:func:`pick_balanced`
+    on the colour alone), in pool order. With as many classes as colours, every colour once:
+    the tiny model tells colours apart, not shapes or motions."""
+    chosen = set(pick_balanced(pool, n, rng, factors=(0,)))
     return [c for c in pool if c in chosen]
 
 
