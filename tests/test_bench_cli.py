@@ -34,3 +34,7 @@ def test_bench_prints_both_paths_their_ratio_the_matrix_rate_and_the_table1_esti
     total = next(line for line in out.splitlines() if line.startswith("total")).split()
     ours, ref = float(total[1].removesuffix("ms")), float(total[2].removesuffix("ms"))
     assert float(total[3].removesuffix("x")) == pytest.approx(ref / ours, rel=0.05)
+    lever = float(total[4].removesuffix("ms"))  # the bf16 image tower, timed beside
+    assert float(total[5].removesuffix("x")) == pytest.approx(ref / lever, rel=0.05)
+    assert "zar bf16: run.image_precision=bf16" in out
+    assert sum(line.startswith("Table 1 of") for line in out.splitlines()) == 2

@@ -189,16 +189,16 @@ def test_encode_resumes_after_a_crash(dataset, monkeypatch):
     ref = d["tmp"] / "ref.pt"
     zar([*args, "--out", str(ref)])
     calls = {"n": 0}
-    real = E.VideoEncoder.encode
+    real = E.VideoEncoder._finish  # called once per video, when all its images are encoded
 
-    def crashing(self, prepared):
+    def crashing(self, item):
         calls["n"] += 1
         if calls["n"] == 4:
             raise RuntimeError("simulated crash")
-        return real(self, prepared)
+        return real(self, item)
 
     out = d["tmp"] / "crash.pt"
-    monkeypatch.setattr(E.VideoEncoder, "encode", crashing)
+    monkeypatch.setattr(E.VideoEncoder, "_finish", crashing)
     with pytest.raises(RuntimeError, match="simulated"):
         zar([*args, "--out", str(out)])
     assert not out.exists() and list(out.with_name(out.name + ".parts").glob("part_*.pt"))

@@ -3,9 +3,10 @@ bf16's precision allows, and give the same predictions.
 
 The bound: bf16 keeps 8 significant bits, so each rounding has relative error at most
 u = 2^-8. A feature that passes a few rounded matmuls (the tiny model has 2 layers per tower)
-and is then L2-normalised moves by at most ``EPS = 4u`` (about 1.6%) from its fp32 value;
-a logit ``s * cos(v, t)`` then moves by at most ``s * 2 * EPS``. A bf16 mistake (weights
-cast to bf16, features rounded before averaging, a wrong normalisation) breaks this bound.
+and is then L2-normalised moves by at most ``EPS = 4u`` (about 1.6%) from its fp32 value
+(the bf16 image tower, ``run.image_precision=bf16``, too: 1.7u measured on the CPU);
+a logit ``s * cos(v, t)`` then moves by at most ``s * 2 * EPS``. A mistake in the bf16
+path (images not normalised, a wrong mean or std) breaks this bound.
 
 Deselected automatically where no CUDA device is present (conftest.py)."""
 import pytest
@@ -32,7 +33,8 @@ def models():
     return cpu, gpu, pre
 
 
-def test_encoding_on_cuda_matches_cpu(models, tmp_path):
+@pytest.mark.parametrize("precision", ["autocast", "bf16"])
+def test_encoding_on_cuda_matches_cpu(models, tmp_path, precision):
     from _train_data import write_video  # PyAV's own encoder: GPU machines may lack the ffmpeg program
     from conftest import moving_square
 
@@ -42,7 +44,9 @@ def test_encoding_on_cuda_matches_cpu(models, tmp_path):
     cfg = ViewConfig(crops=9)
     prepared = prepare_video(VideoRow("v", str(path), class_index=0), cfg, pre)
     v_cpu, i_cpu = VideoEncoder(cpu, pre, cfg, "cpu").encode(prepared)
-    v_gpu, i_gpu = VideoEncoder(gpu, pre, cfg, "cuda").encode(prepared)
+    pinned = {**prepared, "view_frames": prepared["view_frames"].pin_memory(),
+              "infer_frames": prepared["infer_frames"].pin_memory()}  # as the reader's DataLoader gives them
+    v_gpu, i_gpu = VideoEncoder(gpu, pre, cfg, "cuda", precision=precision).encode(pinned)
     assert v_gpu.dtype == torch.float32 and v_gpu.shape == v_cpu.shape == (144, 64)
     assert (v_gpu - v_cpu).norm(dim=-1).max() <= EPS
     assert (i_gpu - i_cpu).norm() <= EPS
@@ -75,3 +79,20 @@ def test_tuning_on_cuda(models):
     # episodic on CUDA: the same videos again give the same answers
     again = t_gpu.tune(views, infer)
     assert all(torch.equal(x.logits_after, y.logits_after) for x, y in zip(again, r_gpu))
+
+
+@pytest.mark.parametrize("precision", ["autocast", "bf16"])
+def test_image_attention_uses_a_fused_kernel_on_cuda(models, precision):
+    """open_clip asks nn.MultiheadAttention for no weights, so on CUDA PyTorch runs a fused
+    attention kernel (flash, memory-efficient or cuDNN) instead of a softmax over the scores."""
+    from torch.profiler import ProfilerActivity, profile
+
+    _, gpu, pre = models
+    enc = VideoEncoder(gpu, pre, ViewConfig(), "cuda", precision=precision)
+    images = torch.randint(0, 256, (8, 3, pre.image_size, pre.image_size), dtype=torch.uint8)
+    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+        enc._encode_images(images)
+        torch.cuda.synchronize()
+    names = {e.key for e in prof.key_averages()}
+    fused = {n for n in names if "flash_attention" in n or "efficient_attention" in n or "cudnn_attention" in n}
+    assert fused, sorted(names)

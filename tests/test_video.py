@@ -64,6 +64,20 @@ def test_inline_reader_matches_isolated(clips):
     assert ia == ib and np.array_equal(a, b)
 
 
+def test_relative_paths_follow_this_process_s_directory(clips, tmp_path, monkeypatch):
+    """The decoder process outlives one call: a relative path read after a chdir is found
+    where this process looks, not where the decoder process was started."""
+    other = tmp_path / "elsewhere"
+    other.mkdir()
+    (other / "clip.mp4").write_bytes(clips["h264"].read_bytes())
+    with VideoReader("decord") as reader:
+        monkeypatch.chdir(clips["h264"].parent)
+        a, _ = reader.read("a.mp4", pick)
+        monkeypatch.chdir(other)
+        b, _ = reader.read("clip.mp4", pick)  # the same decoder process
+    assert np.array_equal(a, b)
+
+
 def test_indices_fn_called_with_info_and_bad_index_is_callers_error(clips):
     seen = []
 

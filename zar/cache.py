@@ -1,4 +1,4 @@
-"""The embedding cache `zar encode` writes and `zar tune` reads (format ``zar-embeddings/2``).
+"""The embedding cache `zar encode` writes and `zar tune` reads (format ``zar-embeddings/3``).
 
 A cache holds, for each video of the union of one or more lists (each video once), its
 per-view embeddings and its inference-clip embedding, plus the videos that could not be read
@@ -20,10 +20,10 @@ from zar.utils import UserError
 
 log = logging.getLogger(__name__)
 
-FORMAT = "zar-embeddings/2"
+FORMAT = "zar-embeddings/3"
 # Header keys: what a cache was made from and with. Shards of one run agree on all of them.
-HEADER_KEYS = ("format", "views_config", "plan", "backbone", "image_size", "view_short_side", "embed_dim",
-               "lists", "n_union")
+HEADER_KEYS = ("format", "views_config", "plan", "backbone", "image_precision", "image_size", "view_short_side",
+               "embed_dim", "lists", "n_union")
 
 
 def save_cache(path: str | Path, data: dict[str, Any]) -> None:

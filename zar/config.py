@@ -66,6 +66,9 @@ class RunConfig:
                            enum=["decord", "pyav"])
     timeout: float = setting(120.0, "number", "seconds allowed to read one video", exclusiveMinimum=0)
     chunk: int = setting(200, "integer", "videos per resumable chunk written by `zar encode`", minimum=1)
+    image_precision: str = setting("autocast", "string", "image tower precision: autocast (fp32 weights, bf16 "
+                                   "autocast on CUDA; the protocol) or bf16 (a bf16 copy of the tower: faster on "
+                                   "CUDA, features within bf16's precision)", enum=["autocast", "bf16"])
     store_dtype: str = setting("float32", "string", "dtype of the cached embeddings", enum=["float32", "float16"])
     tune_batch: int = setting(16, "integer", "videos tuned together, each with its own context (the "
                               "results do not depend on it; continual mode tunes one at a time)", minimum=1)
@@ -95,7 +98,8 @@ SECTIONS = {"views": ViewConfig, "tune": TuneConfig, "run": RunConfig}
 SECTION_DESCRIPTIONS = {
     "views": "the views of a video and the inference clip (docs/protocol.md §3.1, §3.6)",
     "tune": "test-time tuning (docs/protocol.md §3.2-3.7)",
-    "run": "devices, batching and video reading (no effect on the numbers)",
+    "run": "devices, batching and video reading (no effect on the numbers but image_precision's, within bf16's "
+           "precision)",
 }
 
 

@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import deque
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Iterable, Iterator
 
 import torch
 import torch.nn.functional as F
@@ -28,17 +29,50 @@ from zar.utils import UserError
 log = logging.getLogger(__name__)
 
 
+PRECISIONS = ("autocast", "bf16")
+
+
+class _Pending:
+    """One video in the encoder's stream: its images on the device, waiting for their features."""
+
+    def __init__(self, key: Any, prepared: dict[str, Any]):
+        self.key, self.prepared = key, prepared
+        self.chunks: list[tuple[int, torch.Tensor]] = []  # (first image, features) as batches finish
+        self.remaining = 0
+
+
 class VideoEncoder:
-    """Turns prepared frames into per-view and inference-clip embeddings with a frozen CLIP."""
+    """Turns prepared frames into per-view and inference-clip embeddings with a frozen CLIP.
+
+    Videos stream through :meth:`stream`: each video's uint8 frames go to the device once
+    (non-blocking; pinned by the reader's DataLoader on CUDA), the crops are slices taken
+    there, and the image batches span videos so every batch but the last is full. Each
+    (frame, crop) pair is encoded once even when several views share it.
+
+    ``precision``: ``autocast`` (the protocol: fp32 weights, bf16 autocast on CUDA, fp32 on
+    the CPU) or ``bf16`` (a bf16 copy of the image tower, fed bf16 images: no casts per call;
+    features agree with ``autocast`` within bf16's precision). The text tower is untouched.
+    """
 
     def __init__(self, model: torch.nn.Module, pre: Preprocess, cfg: V.ViewConfig,
-                 device: str | torch.device = "cpu", batch_size: int = 256):
+                 device: str | torch.device = "cpu", batch_size: int = 256, precision: str = "autocast"):
+        if precision not in PRECISIONS:
+            raise UserError(f"image precision {precision!r}: choose from {', '.join(PRECISIONS)}")
         self.model = model.eval()
         self.pre = pre
         self.cfg = cfg
         self.device = torch.device(device)
         self.batch_size = batch_size
+        self.precision = precision
         self.plan_views = V.view_plan(cfg)
+        self.crops = V.CROP_SETS[cfg.crops] if self.plan_views else ()
+        self.visual = model.visual
+        self.dtype = torch.float32
+        if precision == "bf16":
+            import copy
+
+            self.visual = copy.deepcopy(model.visual).to(torch.bfloat16).eval()
+            self.dtype = torch.bfloat16
         self.mean = torch.tensor(pre.mean, device=self.device).view(1, 3, 1, 1)
         self.std = torch.tensor(pre.std, device=self.device).view(1, 3, 1, 1)
 
@@ -51,41 +85,121 @@ class VideoEncoder:
         return int(d)
 
     def _normalise(self, x: torch.Tensor) -> torch.Tensor:
-        return (x.to(self.device, non_blocking=True).float() / 255.0 - self.mean) / self.std
+        return ((x.to(self.device, non_blocking=True).float() / 255.0 - self.mean) / self.std).to(self.dtype)
 
     @torch.no_grad()
+    def _encode_batch(self, images: torch.Tensor) -> torch.Tensor:
+        """uint8 (N,3,S,S) -> unnormalised fp32 image features (N,D), one call."""
+        if self.precision == "bf16":
+            return self.visual(self._normalise(images)).float()
+        with autocast(self.device):
+            return self.visual(self._normalise(images)).float()
+
     def _encode_images(self, images: torch.Tensor) -> torch.Tensor:
-        """uint8 (N,3,S,S) -> unnormalised fp32 image features (N,D), in batches."""
-        outs = []
-        for i in range(0, images.shape[0], self.batch_size):
-            with autocast(self.device):
-                f = self.model.encode_image(self._normalise(images[i:i + self.batch_size]))
-            outs.append(f.float())
-        return torch.cat(outs)
+        """uint8 (N,3,S,S) -> fp32 features (N,D), in batches of ``batch_size``."""
+        return torch.cat([self._encode_batch(images[i:i + self.batch_size])
+                          for i in range(0, images.shape[0], self.batch_size)])
 
-    @torch.no_grad()
-    def encode(self, prepared: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
+    def _pieces(self, item: _Pending) -> list[tuple[_Pending, int, torch.Tensor]]:
+        """The video's images on the device: the inference clip, then each crop of the view frames."""
+        prepared = item.prepared
+        to_dev = lambda t: t.to(self.device, non_blocking=True)  # noqa: E731
+        pieces = [to_dev(prepared["infer_frames"])]
+        if self.plan_views:
+            frames = to_dev(prepared["view_frames"])
+            pieces += [crop(frames, self.pre.image_size, c) for c in self.crops]  # crop-major: slices, no copy
+        out, first = [], 0
+        for t in pieces:
+            out.append((item, first, t))
+            first += t.shape[0]
+        item.remaining = first
+        return out
+
+    def _finish(self, item: _Pending) -> tuple[torch.Tensor, torch.Tensor]:
         """(views (V,D), infer (D,)): L2-normalised video embeddings = mean of frame features."""
-        plan: FramePlan = prepared["plan"]
-        frames = prepared["view_frames"]
-        size = self.pre.image_size
-        infer_emb = F.normalize(self._encode_images(prepared["infer_frames"]).mean(dim=0), dim=-1)
+        feats = torch.cat([f for _, f in sorted(item.chunks, key=lambda c: c[0])])
+        item.chunks = []
+        plan: FramePlan = item.prepared["plan"]
+        n_t = item.prepared["infer_frames"].shape[0]
+        infer_emb = F.normalize(feats[:n_t].mean(dim=0), dim=-1)
         if not self.plan_views:  # an inference-clip-only run (views.samples_per_rate = 0)
             return infer_emb.new_zeros((0, infer_emb.shape[0])).cpu(), infer_emb.cpu()
-        crops = V.CROP_SETS[self.cfg.crops]
-        # every (frame, crop) pair once: crop-major so each crop is one strided slice
-        pair_images = torch.cat([crop(frames, size, c) for c in crops])
-        feats = self._encode_images(pair_images)  # (len(crops) * U, D)
+        pairs = feats[n_t:]  # (len(crops) * U, D), crop-major
         pos = {int(f): i for i, f in enumerate(plan.view_frames)}
         n_u = len(plan.view_frames)
-        crop_slot = {c: j for j, c in enumerate(crops)}
-        rows = []
-        for view in self.plan_views:
-            idx = torch.tensor([crop_slot[view.crop] * n_u + pos[int(f)] for f in plan.clips[(view.rate, view.sample)]],
-                               device=feats.device)
-            rows.append(feats.index_select(0, idx).mean(dim=0))
-        view_emb = F.normalize(torch.stack(rows), dim=-1)
+        crop_slot = {c: j for j, c in enumerate(self.crops)}
+        idx = torch.tensor([[crop_slot[view.crop] * n_u + pos[int(f)] for f in plan.clips[(view.rate, view.sample)]]
+                            for view in self.plan_views], device=pairs.device)
+        view_emb = F.normalize(pairs[idx].mean(dim=1), dim=-1)
         return view_emb.cpu(), infer_emb.cpu()
+
+    def _run_batch(self, queue: deque, n: int) -> None:
+        """Encode the first ``n`` queued images (they may come from several videos)."""
+        parts, owners = [], []
+        while n:
+            item, first, t = queue.popleft()
+            take = min(n, t.shape[0])
+            parts.append(t[:take])
+            owners.append((item, first, take))
+            if take < t.shape[0]:
+                queue.appendleft((item, first + take, t[take:]))
+            n -= take
+        feats = self._encode_batch(parts[0] if len(parts) == 1 else torch.cat(parts))
+        at = 0
+        for item, first, take in owners:
+            item.chunks.append((first, feats[at:at + take]))
+            item.remaining -= take
+            at += take
+
+    def stream(self, items: Iterable[tuple[Any, dict[str, Any]]],
+               group: Callable[[Any], Any] | None = None) -> Iterator[tuple[Any, dict, Any, Any]]:
+        """``(key, prepared)`` in, ``(key, prepared, views, infer)`` out, in the same order.
+
+        Batches of ``batch_size`` images span videos; a video comes out once all its images
+        are encoded. An unreadable one (``"error"`` in ``prepared``) comes through in its
+        place with ``views = infer = None``. ``group(key)``: batches never span two groups
+        (`zar encode` groups by chunk, so a chunk encoded again after a crash meets the
+        same batches and gives the same bits on any device)."""
+        waiting: deque[_Pending] = deque()
+        queue: deque = deque()
+        queued = 0
+        current = None
+
+        def ready():
+            while waiting and ("error" in waiting[0].prepared or waiting[0].remaining == 0):
+                item = waiting.popleft()
+                if "error" in item.prepared:
+                    yield item.key, item.prepared, None, None
+                else:
+                    yield (item.key, item.prepared, *self._finish(item))
+
+        with torch.no_grad():
+            for key, prepared in items:
+                if group is not None:
+                    g = group(key)
+                    if g != current and queued:
+                        self._run_batch(queue, queued)
+                        queued = 0
+                        yield from ready()
+                    current = g
+                item = _Pending(key, prepared)
+                waiting.append(item)
+                if "error" not in prepared:
+                    pieces = self._pieces(item)
+                    queue.extend(pieces)
+                    queued += item.remaining
+                while queued >= self.batch_size:
+                    self._run_batch(queue, self.batch_size)
+                    queued -= self.batch_size
+                yield from ready()
+            if queued:
+                self._run_batch(queue, queued)
+            yield from ready()
+
+    def encode(self, prepared: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
+        """(views (V,D), infer (D,)) of one video (the stream of one)."""
+        (_, _, views, infer), = self.stream([(None, prepared)])
+        return views, infer
 
 
 # ----------------------------------------------------------------------------- verb
@@ -144,10 +258,11 @@ def run(args) -> int:
     out = Path(args.out)
     parts_dir = out.with_name(out.name + ".parts")
     model, pre = job.model()
-    enc = VideoEncoder(model, pre, cfg, device=device, batch_size=runcfg.batch_size)
+    enc = VideoEncoder(model, pre, cfg, device=device, batch_size=runcfg.batch_size,
+                       precision=runcfg.image_precision)
     header = {
         "format": FORMAT, "views_config": cfg.to_dict(), "plan": [[v.rate, v.sample, v.crop] for v in enc.plan_views],
-        "backbone": spec.to_dict(), "image_size": pre.image_size,
+        "backbone": spec.to_dict(), "image_precision": runcfg.image_precision, "image_size": pre.image_size,
         "view_short_side": cfg.view_short_side(pre.image_size), "embed_dim": enc.embed_dim,
         "lists": [{"path": str(p), "sha256": sha256_file(p)} for p in args.videos], "n_union": len(rows_all),
     }
@@ -158,15 +273,30 @@ def run(args) -> int:
              len(rows), k, count, len(rows_all), len(args.videos), len(rows) - len(todo), cfg.n_views, device)
     t0 = time.perf_counter()
     buf: dict[str, list] = empty_part()
+    buf_chunk = None
     store = getattr(torch, runcfg.store_dtype)
-    prepared_iter = iter_prepared([r for _, r in todo], cfg, pre, runcfg.backend, runcfg.timeout, runcfg.workers)
-    for (pos, row), prepared in progress(zip(todo, prepared_iter), total=len(todo), desc="encode"):
+    prepared_iter = iter_prepared([r for _, r in todo], cfg, pre, runcfg.backend, runcfg.timeout, runcfg.workers,
+                                  pin_memory=torch.device(device).type == "cuda")
+    chunk_of = lambda key: key[0] // runcfg.chunk  # noqa: E731  chunks by union position: a rerun meets the same
+
+    def close_chunk():
+        nonlocal buf, t0
+        buf["seconds"] = time.perf_counter() - t0
+        save_part(parts_dir, len(done), header, buf)
+        done.append(buf)
+        buf, t0 = empty_part(), time.perf_counter()
+
+    for key, prepared, views, infer in progress(enc.stream(zip(todo, prepared_iter), group=chunk_of),
+                                                total=len(todo), desc="encode"):
+        pos, row = key
+        if (buf["ids"] or buf["skipped"]) and chunk_of(key) != buf_chunk:
+            close_chunk()  # the rest of that chunk was done before a crash
+        buf_chunk = chunk_of(key)
         if "error" in prepared:
             log.warning("skipped %s: %s", row.path, prepared["error"])
             buf["skipped"].append({"video_id": row.video_id, "path": row.path, "reason": prepared["error"],
                                    "position": pos})
         else:
-            views, infer = enc.encode(prepared)
             buf["ids"].append(row.video_id)
             buf["views"].append(views.to(store))
             buf["infer"].append(infer.to(store))
@@ -176,15 +306,10 @@ def run(args) -> int:
                 log.warning("%s is damaged or truncated: encoded from the %d frames that decode (%s declared)",
                             row.path, prepared["frames_read"], prepared["frames_declared"])
                 buf["partial"].append(partial_record(row, prepared))
-        if len(buf["ids"]) + len(buf["skipped"]) >= runcfg.chunk:
-            buf["seconds"] = time.perf_counter() - t0
-            save_part(parts_dir, len(done), header, buf)
-            done.append(buf)
-            buf, t0 = empty_part(), time.perf_counter()
+        if (pos + 1) % runcfg.chunk == 0:
+            close_chunk()
     if buf["ids"] or buf["skipped"]:
-        buf["seconds"] = time.perf_counter() - t0
-        save_part(parts_dir, len(done), header, buf)
-        done.append(buf)
+        close_chunk()
     prov = provenance()
     cache = assemble(header, done, n_in_shard=len(rows))
     cache.update(provenance=prov, shard=[k, count], devices=[prov["device"]])

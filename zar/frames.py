@@ -112,15 +112,16 @@ class _PrepareDataset(torch.utils.data.Dataset):
 
 
 def iter_prepared(rows: list[VideoRow], cfg: V.ViewConfig, pre: Preprocess, backend: str = "decord",
-                  timeout: float = 120.0, workers: int = 0):
-    """Prepared videos in list order; reading runs ahead in ``workers`` processes."""
+                  timeout: float = 120.0, workers: int = 0, pin_memory: bool = False):
+    """Prepared videos in list order; reading runs ahead in ``workers`` processes. With
+    ``pin_memory`` (CUDA) the frames come in page-locked memory, so copies to the GPU are
+    asynchronous (the DataLoader pins them in a background thread)."""
     ds = _PrepareDataset(rows, cfg, pre, backend, timeout)
     loader = torch.utils.data.DataLoader(
         ds, batch_size=None, shuffle=False, num_workers=workers,
-        prefetch_factor=2 if workers > 0 else None, persistent_workers=False,
+        prefetch_factor=2 if workers > 0 else None, persistent_workers=False, pin_memory=pin_memory,
     )
     yield from loader
-
 
 
 def partial_record(row: VideoRow, prepared: dict[str, Any]) -> dict[str, Any]:

@@ -150,8 +150,9 @@ class VideoReader:
                 worker.loaded.add(backend)
             limit = timeout
             deadline = time.monotonic() + timeout
-            kind, payload = worker.call(
-                ("open", path, backend, self.threads, self.short_side, self.max_short_side, timeout), deadline)
+            # the worker lives on across calls: a relative path means this process's current directory
+            kind, payload = worker.call(("open", os.path.abspath(path), backend, self.threads, self.short_side,
+                                         self.max_short_side, timeout), deadline)
             if kind == "error":
                 raise _Failure(payload)
             info = payload
