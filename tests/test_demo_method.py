@@ -19,6 +19,7 @@ from safetensors.torch import load_file
 import zar.tta
 import zar.workflow as plan
 from demo_results import DEMO, demo_config, require
+from test_encoder_levers import EPS  # 4 bf16 roundings, derived there
 from zar.analysis import gain_check, load_predictions, predict, tuning_check
 from zar.cache import load_cache
 from zar.cli import main
@@ -186,9 +187,6 @@ def test_checks_fail_when_the_method_breaks(mutation, one_role, tmp_path, monkey
 
 
 # --------------------------------------------------------------------------- the bf16 image tower
-U = 2.0 ** -8  # bf16's unit roundoff
-
-
 def test_bf16_image_tower_gives_the_demo_s_predictions(demo_cfg, tmp_path, monkeypatch):
     """Every zero-shot role's videos encoded again with ``run.image_precision=bf16`` (the
     fine-tuned tiny model, the demo's own view settings) and tuned as the demo tuned them:
@@ -199,8 +197,8 @@ def test_bf16_image_tower_gives_the_demo_s_predictions(demo_cfg, tmp_path, monke
     monkeypatch.chdir(DEMO)
     pairs = same = 0
     for (run, dataset), paths in zar_results(demo_cfg).items():
-        first = json.loads(paths[0].read_text())
-        meta = json.loads(Path(recorded_embeddings(first)[0]).with_suffix(".json").read_text())
+        demo_cache = recorded_embeddings(json.loads(paths[0].read_text()))[0]
+        meta = json.loads(Path(demo_cache).with_suffix(".json").read_text())
         settings = tmp_path / dataset / "encode.yaml"
         settings.parent.mkdir(parents=True)
         settings.write_text(yaml.safe_dump({"views": meta["settings"]["views"],
@@ -209,18 +207,18 @@ def test_bf16_image_tower_gives_the_demo_s_predictions(demo_cfg, tmp_path, monke
         assert main(["encode", "--videos", *[lst["path"] for lst in meta["lists"]],
                      "--root", plan.video_root(demo_cfg, dataset), "--ext", ".mp4",
                      "--backbone", json.dumps(meta["backbone"]), "--out", str(cache), "--config", str(settings)]) == 0
-        fp32, low = load_cache(recorded_embeddings(first)[0]), load_cache(cache)
+        scale = float(load_file(meta["backbone"]["pretrained"])["logit_scale"].exp())
+        fp32, low = load_cache(demo_cache), load_cache(cache)
         assert low["video_ids"] == fp32["video_ids"] and low["image_precision"] == "bf16"
         for key in ("views", "infer"):
-            assert (low[key] - fp32[key]).norm(dim=-1).max() <= 4 * U, key
+            assert (low[key] - fp32[key]).norm(dim=-1).max() <= EPS, key
         for i, path in enumerate(paths):
             out = rerun(path, tmp_path / dataset / f"split{i}" / "split.json", embeddings=[str(cache)])
             summary = json.loads(out.read_text())
             assert summary["settings"]["image_precision_encoded"] == "bf16"
             demo, bf16 = load_predictions(path), load_predictions(out)
             assert bf16["video_ids"] == demo["video_ids"]
-            scale = float(load_file(meta["backbone"]["pretrained"])["logit_scale"].exp())
-            assert np.abs(bf16["logits_before"] - demo["logits_before"]).max() <= scale * 4 * U
+            assert np.abs(bf16["logits_before"] - demo["logits_before"]).max() <= scale * EPS
             assert not np.array_equal(bf16["logits_before"], demo["logits_before"])  # bf16 did run
             pairs += len(demo["video_ids"])
             same += int((predict(bf16["logits_after"]) == predict(demo["logits_after"])).sum())

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 
 from zar import views as V
 from zar.encode import VideoEncoder
-from zar.frames import FramePlan, crop
+from zar.frames import FramePlan, crop, resize_short
 from zar.tta import TuneConfig, Tuner
 
 U = 2.0 ** -8
@@ -44,11 +44,7 @@ def synthetic_prepared(video_id: str, cfg: V.ViewConfig, pre, n: int, colour, se
         frames[i, h // 3:h // 3 + side, x:x + side] = colour
     t = torch.from_numpy(frames).permute(0, 3, 1, 2).contiguous()
     plan = FramePlan.make(n, cfg, video_id)
-    infer = crop(t[torch.from_numpy(plan.infer)], pre.image_size, "center")
-    if short != pre.image_size:
-        from zar.frames import resize_short
-
-        infer = crop(resize_short(t[torch.from_numpy(plan.infer)], pre.image_size), pre.image_size, "center")
+    infer = crop(resize_short(t[torch.from_numpy(plan.infer)], pre.image_size), pre.image_size, "center")
     return {"video_id": video_id, "plan": plan, "view_frames": t[torch.from_numpy(plan.view_frames)].contiguous(),
             "infer_frames": infer.contiguous(), "num_frames": n}
 

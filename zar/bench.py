@@ -122,7 +122,7 @@ def zar_path(rows, settings, model, pre, class_texts, device) -> dict:
     from zar.tta import Tuner
 
     cfg, run = settings.views, settings.run
-    enc = VideoEncoder(model, pre, cfg, device=device, batch_size=run.batch_size, precision=run.image_precision)
+    enc = VideoEncoder.for_run(model, pre, cfg, run, device)
     waited = 0.0  # waiting for the readers (what reading ahead did not hide)
     images = 0
     views, infers = [], []

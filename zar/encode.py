@@ -10,6 +10,7 @@ of several lists (e.g. a dataset's test splits), each video once.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections import deque
@@ -76,6 +77,11 @@ class VideoEncoder:
         self.mean = torch.tensor(pre.mean, device=self.device).view(1, 3, 1, 1)
         self.std = torch.tensor(pre.std, device=self.device).view(1, 3, 1, 1)
 
+    @classmethod
+    def for_run(cls, model: torch.nn.Module, pre: Preprocess, cfg: V.ViewConfig, run, device) -> "VideoEncoder":
+        """The encoder a job's run settings (``zar.config.RunConfig``) ask for."""
+        return cls(model, pre, cfg, device=device, batch_size=run.batch_size, precision=run.image_precision)
+
     @property
     def embed_dim(self) -> int:
         d = getattr(self.model.visual, "output_dim", None)
@@ -90,9 +96,7 @@ class VideoEncoder:
     @torch.no_grad()
     def _encode_batch(self, images: torch.Tensor) -> torch.Tensor:
         """uint8 (N,3,S,S) -> unnormalised fp32 image features (N,D), one call."""
-        if self.precision == "bf16":
-            return self.visual(self._normalise(images)).float()
-        with autocast(self.device):
+        with contextlib.nullcontext() if self.precision == "bf16" else autocast(self.device):
             return self.visual(self._normalise(images)).float()
 
     def _encode_images(self, images: torch.Tensor) -> torch.Tensor:
@@ -258,8 +262,7 @@ def run(args) -> int:
     out = Path(args.out)
     parts_dir = out.with_name(out.name + ".parts")
     model, pre = job.model()
-    enc = VideoEncoder(model, pre, cfg, device=device, batch_size=runcfg.batch_size,
-                       precision=runcfg.image_precision)
+    enc = VideoEncoder.for_run(model, pre, cfg, runcfg, device)
     header = {
         "format": FORMAT, "views_config": cfg.to_dict(), "plan": [[v.rate, v.sample, v.crop] for v in enc.plan_views],
         "backbone": spec.to_dict(), "image_precision": runcfg.image_precision, "image_size": pre.image_size,

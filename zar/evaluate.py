@@ -43,8 +43,7 @@ def run(args) -> int:
     job.check_views_kept(settings.views.n_views)
     classes, rows = labelled_videos(args.classes, args.videos, args.root, args.ext)
     model, pre = job.model()
-    encoder = VideoEncoder(model, pre, settings.views, device=device, batch_size=settings.run.batch_size,
-                           precision=settings.run.image_precision)
+    encoder = VideoEncoder.for_run(model, pre, settings.views, settings.run, device)
     tuner = Tuner(model, list(classes.texts), tune_cfg, device=device)
     out_dir = Path(args.out)
     fp = fingerprint(sha256_file(args.videos), sha256_file(args.classes), args.root, args.ext,

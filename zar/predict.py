@@ -79,8 +79,7 @@ def predict_video(video: str, classes, backbone: str, settings) -> dict[str, Any
     spec = parse_spec(backbone)
     device = settings.run.resolved_device()
     model, pre = build_model(spec, device=device)
-    encoder = VideoEncoder(model, pre, settings.views, device=device, batch_size=settings.run.batch_size,
-                           precision=settings.run.image_precision)
+    encoder = VideoEncoder.for_run(model, pre, settings.views, settings.run, device)
     tuner = Tuner(model, list(classes.texts), tune_cfg, device=device)
     t0 = time.perf_counter()
     prepared = prepare_video(VideoRow(path.stem, str(path)), settings.views, pre, settings.run.backend,
