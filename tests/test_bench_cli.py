@@ -1,4 +1,6 @@
 """`zar bench`: the FLOP count against the ViT arithmetic written out, and the command itself."""
+import json
+
 import pytest
 
 from zar.backbone import build_model
@@ -38,3 +40,45 @@ def test_bench_prints_both_paths_their_ratio_the_matrix_rate_and_the_table1_esti
     assert float(total[5].removesuffix("x")) == pytest.approx(ref / lever, rel=0.05)
     assert "zar bf16: run.image_precision=bf16" in out
     assert sum(line.startswith("Table 1 of") for line in out.splitlines()) == 2
+
+
+def test_bench_json_clip_tune_sweep_and_the_table1_estimate_from_the_file(capsys, tmp_path, make_video):
+    clip = make_video("clip.mp4", n=40)
+    figures = tmp_path / "bench.json"
+    assert zar(["bench", "pipeline", "--backbone", "tiny", "--videos", "3", "--reference-videos", "1",
+                "--clip", str(clip), "--classes", "5", "--tune-batches", "2,4", "--json", str(figures),
+                "--set", "run.workers=0"]) == 0
+    out = capsys.readouterr().out
+    assert f"clip {clip}" in out and "image tower alone (autocast" in out and "image tower alone (bf16" in out
+    sweep = [line for line in out.splitlines() if line.startswith("tuner alone")]
+    assert [line.split("tune_batch")[1].split()[0] for line in sweep] == ["2", "4"]
+    estimate = [line for line in out.splitlines() if line.startswith("Table 1 of")]
+    assert len(estimate) == 2 and all("start-ups" in line for line in estimate)
+    data = json.loads(figures.read_text())
+    assert data["classes"] == 5 and set(data["zar"]) == {"autocast", "bf16"}
+    assert [row["tune_batch"] for row in data["tune_sweep"]] == [2, 4]
+    for res in data["zar"].values():  # total is read + encode + tune, per video
+        assert res["total"] == pytest.approx(res["read"] + res["encode"] + res["tune"], rel=1e-9)
+        assert res["infer_images"] == 16 and res["images"] > res["infer_images"]
+    # the same estimate from the file alone (e.g. figures measured where snakemake is not installed)
+    assert zar(["bench", "table1", "--rates", str(figures)]) == 0
+    again = [line for line in capsys.readouterr().out.splitlines() if line.startswith("Table 1 of")]
+    assert again == estimate
+
+
+def test_bench_refuses_a_missing_clip_and_a_file_that_is_not_its_figures(capsys, tmp_path):
+    assert zar(["bench", "pipeline", "--backbone", "tiny", "--clip", str(tmp_path / "nope.mp4")]) == 2
+    assert "nope.mp4: no such file" in capsys.readouterr().err
+    other = tmp_path / "other.json"
+    other.write_text('{"top1": 50}')
+    assert zar(["bench", "table1", "--rates", str(other)]) == 2
+    assert "other.json: not a figures file" in capsys.readouterr().err
+    assert zar(["bench", "pipeline", "--backbone", "tiny", "--tune-batches", "4,x"]) == 2
+    assert "--tune-batches" in capsys.readouterr().err
+
+
+def test_bench_tower_times_both_precisions(capsys):
+    assert zar(["bench", "tower", "--backbone", "tiny", "--batch", "8", "--reps", "2"]) == 0
+    out = capsys.readouterr().out
+    assert [line.split()[0] for line in out.splitlines()[1:]] == ["autocast", "bf16"]
+    assert all("images/s" in line for line in out.splitlines()[1:])

@@ -75,6 +75,7 @@ class TuneResult:
     kept: list[int]  # indices of the views selected for the loss
     loss: float | None  # marginal entropy at the first step
     seconds: float
+    context: torch.Tensor | None = None  # (n_ctx, width) the tuned context (None without tuning steps)
 
 
 class Tuner:
@@ -139,10 +140,15 @@ class Tuner:
                 loss.sum().backward()
                 opt.step()
             after = self.logits(infer.unsqueeze(1), self.text(ctx.detach()))[:, 0]
+            tuned = ctx.detach()
+        # one copy to the host per batch (not one per video and field): the records are built there
+        host = torch.stack([before, after, ensemble]).cpu()
+        kept_l = kept.tolist() if kept is not None else [[] for _ in range(b)]
+        losses_l = losses.tolist() if losses is not None else [None] * b
+        tuned = tuned.cpu() if self.cfg.steps else None
         seconds = (time.perf_counter() - t0) / b
-        return [TuneResult(before[i], after[i] if self.cfg.steps else before[i].clone(), ensemble[i],
-                           kept[i].tolist() if kept is not None else [],
-                           float(losses[i]) if losses is not None else None, seconds) for i in range(b)]
+        return [TuneResult(host[0, i], host[1, i] if self.cfg.steps else host[0, i].clone(), host[2, i], kept_l[i],
+                           losses_l[i], seconds, tuned[i] if tuned is not None else None) for i in range(b)]
 
     def _context(self, b: int, continual: bool) -> tuple[torch.nn.Parameter, torch.optim.Optimizer]:
         """Episodic: B fresh contexts at their init and a fresh optimiser (moments, step count);

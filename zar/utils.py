@@ -94,8 +94,9 @@ def finite(obj: Any) -> Any:
         return obj if math.isfinite(obj) else None
     if isinstance(obj, dict):
         return {k: finite(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [finite(v) for v in obj]
+    if isinstance(obj, (list, tuple)):  # floats checked here, not in a call each (a prediction holds hundreds)
+        return [(v if math.isfinite(v) else None) if type(v) is float else
+                finite(v) if isinstance(v, (float, dict, list, tuple)) else v for v in obj]
     return obj
 
 
