@@ -126,7 +126,14 @@ def rerun(summary_path: Path, out: Path, embeddings: list[str] | None = None) ->
     argv = ["tune", "--embeddings", *embeddings, "--videos", inputs["videos"]["path"],
             "--classes", inputs["classes"]["path"], "--backbone", backbone, "--method", s["method"],
             "--out", str(out), "--label", s["label"], "--config", str(config)]
-    assert main(argv) == 0
+    # the job's thread count: CPU matrix products sum in another order with another count
+    # (the demo's jobs run with the threads their rule declares, this process with the machine's)
+    threads, before = s["provenance"].get("torch_threads"), torch.get_num_threads()
+    torch.set_num_threads(threads or before)
+    try:
+        assert main(argv) == 0
+    finally:
+        torch.set_num_threads(before)
     return out
 
 
@@ -187,15 +194,37 @@ def test_checks_fail_when_the_method_breaks(mutation, one_role, tmp_path, monkey
 
 
 # --------------------------------------------------------------------------- the bf16 image tower
+def top2_margin(logits: np.ndarray) -> np.ndarray:
+    top = np.sort(logits, axis=1)[:, -2:]
+    return top[:, 1] - top[:, 0]
+
+
+def changes_beyond(ref: np.ndarray, other: np.ndarray, bound: float) -> list[int]:
+    """Rows whose prediction changes although no logit may move by more than ``bound``: the
+    top class then keeps its lead unless the reference's top-2 margin is at most 2 * bound."""
+    changed = predict(ref) != predict(other)
+    return np.flatnonzero(changed & (top2_margin(ref) > 2 * bound)).tolist()
+
+
+def test_changes_beyond_against_a_direct_computation():
+    ref = np.array([[3.0, 1.0, 0.0], [2.0, 1.9, 0.0], [0.0, 5.0, 4.0]])
+    other = np.array([[1.0, 3.0, 0.0], [1.9, 2.0, 0.0], [0.0, 5.0, 4.0]])
+    assert changes_beyond(ref, other, bound=0.5) == [0]  # margin 2 > 1; row 1's 0.1 may flip; row 2 kept
+    assert changes_beyond(ref, other, bound=1.0) == []
+
+
 def test_bf16_image_tower_gives_the_demo_s_predictions(demo_cfg, tmp_path, monkeypatch):
     """Every zero-shot role's videos encoded again with ``run.image_precision=bf16`` (the
-    fine-tuned tiny model, the demo's own view settings) and tuned as the demo tuned them:
-    the embeddings and logits stay within what bf16 allows (a video embedding within 4u of
-    the fp32 one, so a logit s cos(v, t) within s * 4u; see test_encoder_levers.py) and the
-    predictions after tuning equal the demo's on at least 99% of the (split, video) pairs
-    (measured: 428 of 432; the 4 that change had a top-2 margin under 0.01, the median is 0.2)."""
+    fine-tuned tiny model, the demo's own view settings) and tuned as the demo tuned them.
+    What the bf16 bound implies (test_encoder_levers.py: a video embedding within EPS = 4u of
+    the fp32 one): a logit s cos(v, t) moves by at most B = s * EPS for a fixed prompt, so the
+    inference clip's logits before tuning stay within B and the views' vote (log of a mean of
+    softmaxes: log-softmax moves by at most 2B) within 2B; a prediction may then change only
+    where the fp32 top-2 margin is at most twice that. After tuning, the prompt is tuned on the
+    bf16 views, one AdamW step of at most lr per element; a prediction may change only where
+    the fp32 margin is within 2B too (the bound for a fixed prompt), which the test holds."""
     monkeypatch.chdir(DEMO)
-    pairs = same = 0
+    pairs = changed = 0
     for (run, dataset), paths in zar_results(demo_cfg).items():
         demo_cache = recorded_embeddings(json.loads(paths[0].read_text()))[0]
         meta = json.loads(Path(demo_cache).with_suffix(".json").read_text())
@@ -208,6 +237,7 @@ def test_bf16_image_tower_gives_the_demo_s_predictions(demo_cfg, tmp_path, monke
                      "--root", plan.video_root(demo_cfg, dataset), "--ext", ".mp4",
                      "--backbone", json.dumps(meta["backbone"]), "--out", str(cache), "--config", str(settings)]) == 0
         scale = float(load_file(meta["backbone"]["pretrained"])["logit_scale"].exp())
+        bound = scale * EPS
         fp32, low = load_cache(demo_cache), load_cache(cache)
         assert low["video_ids"] == fp32["video_ids"] and low["image_precision"] == "bf16"
         for key in ("views", "infer"):
@@ -218,8 +248,13 @@ def test_bf16_image_tower_gives_the_demo_s_predictions(demo_cfg, tmp_path, monke
             assert summary["settings"]["image_precision_encoded"] == "bf16"
             demo, bf16 = load_predictions(path), load_predictions(out)
             assert bf16["video_ids"] == demo["video_ids"]
-            assert np.abs(bf16["logits_before"] - demo["logits_before"]).max() <= scale * EPS
+            assert np.abs(bf16["logits_before"] - demo["logits_before"]).max() <= bound
             assert not np.array_equal(bf16["logits_before"], demo["logits_before"])  # bf16 did run
+            assert changes_beyond(demo["logits_before"], bf16["logits_before"], bound) == [], (run, dataset, i)
+            assert changes_beyond(demo["logits_ensemble"], bf16["logits_ensemble"], 2 * bound) == [], (run, dataset, i)
+            assert changes_beyond(demo["logits_after"], bf16["logits_after"], bound) == [], (run, dataset, i)
             pairs += len(demo["video_ids"])
-            same += int((predict(bf16["logits_after"]) == predict(demo["logits_after"])).sum())
-    assert pairs >= 200 and same >= 0.99 * pairs, (same, pairs)
+            changed += int((predict(bf16["logits_after"]) != predict(demo["logits_after"])).sum())
+    assert pairs >= 200, pairs  # every role's videos were compared
+    print(f"bf16 image tower: {changed} of {pairs} (split, video) predictions after tuning changed, each within "
+          "the bound")

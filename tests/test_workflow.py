@@ -101,9 +101,10 @@ def test_one_encoding_per_dataset_backbone_and_frames(paper):
     assert hm.lists == [f"splits/hmdb51/zeroshot/split{s}/test.csv" for s in (1, 2, 3)]
     assert encs["hmdb51", "vitb16_openai", "t16_i16"].settings["views.crops"] == 3
     assert encs["ucf101", "vitb16_k400", "t16_i16"].settings["views.crops"] == 3
-    # ViFi-CLIP's vanilla protocol: the 32-frame inference clip alone
-    vifi = encs["k600", "vitb16_openai", "t0_i32"]
+    # ViFi-CLIP's vanilla protocol: the 32-frame inference clip alone, ViFi-CLIP's preprocessing
+    vifi = encs["k600", "vitb16_openai", "t0_i32_vifi"]
     assert vifi.settings["views.samples_per_rate"] == 0 and vifi.settings["views.infer_frames"] == 32
+    assert vifi.settings["views.preprocess"] == "vifi"
     # base-to-novel: 8-frame views, the 16-frame inference clip, base and novel lists together
     b2n = encs["k400", "b2n_k400_s1", "t8_i16"]
     assert b2n.lists == ["splits/k400/b2n/base/test.csv", "splits/k400/b2n/novel/test.csv"]

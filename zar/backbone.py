@@ -281,6 +281,14 @@ class Preprocess:
         return {"mean": list(self.mean), "std": list(self.std), "interpolation": self.interpolation}
 
 
+def view_preprocess(pre: Preprocess, views) -> Preprocess:
+    """The preprocessing a run's views ask for (``views.preprocess``): the backbone's, or
+    ViFi-CLIP's evaluation pipeline's (ImageNet mean and std, bilinear resizing)."""
+    if views.preprocess == "vifi":
+        return Preprocess(pre.image_size, IMAGENET_MEAN, IMAGENET_STD, "bilinear")
+    return pre
+
+
 def checkpoint_preprocess(spec: BackboneSpec, image_size: int) -> Preprocess:
     """The preprocessing a checkpoint was trained with (its model.json), CLIP's otherwise."""
     pre = backbone_meta(spec).get("preprocess")

@@ -34,6 +34,10 @@ class TuneConfig:
                             pattern=r".*\{c\}.*", allowed="a string holding {c}")
     mode: str = setting("episodic", "string", "episodic: reset the prompt for every video; continual: keep "
                         "it across videos", enum=["episodic", "continual"])
+    class_text: str = setting("dataset", "string", "each class's {c}: dataset (the class list's text: underscores "
+                              "as spaces, UCF101's CamelCase split into lower-case words) or name (the class name with "
+                              "underscores as spaces, as ViFi-CLIP's label files spell it: 'ApplyEyeMakeup')",
+                              enum=["dataset", "name"])
 
     def __post_init__(self):
         check(self, "tune")

@@ -44,7 +44,8 @@ def run(args) -> int:
     classes, rows = labelled_videos(args.classes, args.videos, args.root, args.ext)
     model, pre = job.model()
     encoder = VideoEncoder.for_run(model, pre, settings.views, settings.run, device)
-    tuner = Tuner(model, list(classes.texts), tune_cfg, device=device)
+    texts = job.class_texts(classes)
+    tuner = Tuner(model, texts, tune_cfg, device=device)
     out_dir = Path(args.out)
     fp = fingerprint(sha256_file(args.videos), sha256_file(args.classes), args.root, args.ext,
                      settings.views.to_dict(), tune_cfg.to_dict(), spec.to_dict(), args.method)

@@ -3,7 +3,8 @@ batched call, resized and cropped (docs/protocol.md §3.1, §3.6). Runs in reade
 
 Per video: ONE batched read of the union of frame indices of all views and the inference
 clip; each frame is resized once for the views; the inference clip's frames are resized to
-the image size and centre-cropped.
+the image size and centre-cropped (``views.preprocess: vifi``: ViFi-CLIP's evaluation
+pipeline instead, see :func:`vifi_resize_crop`).
 """
 from __future__ import annotations
 
@@ -38,8 +39,9 @@ class FramePlan:
         return np.concatenate([self.view_frames, self.infer])
 
 
-def resize_short(frames: torch.Tensor, short: int, interpolation: str = "bicubic") -> torch.Tensor:
-    """uint8 (N,3,H,W) -> uint8 with the short side resized to ``short`` (antialiased)."""
+def resize_short(frames: torch.Tensor, short: int, interpolation: str = "bicubic",
+                 antialias: bool = True) -> torch.Tensor:
+    """uint8 (N,3,H,W) -> uint8 with the short side resized to ``short`` (antialiased unless asked not to)."""
     from torchvision.transforms.v2 import InterpolationMode
     from torchvision.transforms.v2 import functional as TF
 
@@ -48,7 +50,23 @@ def resize_short(frames: torch.Tensor, short: int, interpolation: str = "bicubic
     if (nh, nw) == (h, w):
         return frames
     mode = {"bicubic": InterpolationMode.BICUBIC, "bilinear": InterpolationMode.BILINEAR}[interpolation]
-    return TF.resize(frames, [nh, nw], interpolation=mode, antialias=True)
+    return TF.resize(frames, [nh, nw], interpolation=mode, antialias=antialias)
+
+
+def vifi_resize_crop(frames: torch.Tensor, short: int, size: int) -> torch.Tensor:
+    """ViFi-CLIP's evaluation pipeline on uint8 (N,3,H,W) frames: mmaction's ``Resize(scale=(-1,
+    short))`` (the short side to ``short``, each side ``int(side * factor + 0.5)``; bilinear with
+    half-pixel centres, no antialiasing, as OpenCV's INTER_LINEAR, rounded to uint8) then
+    ``CenterCrop(size)`` (top-left at ``(side - size) // 2``)."""
+    h, w = frames.shape[-2:]
+    f = short / min(h, w)
+    nh, nw = int(h * f + 0.5), int(w * f + 0.5)
+    if (nh, nw) != (h, w):
+        x = torch.nn.functional.interpolate(frames.float(), size=(nh, nw), mode="bilinear", align_corners=False,
+                                            antialias=False)
+        frames = x.round_().clamp_(0, 255).to(torch.uint8)
+    top, left = (nh - size) // 2, (nw - size) // 2
+    return frames[..., top:top + size, left:left + size]
 
 
 def crop(frames: torch.Tensor, size: int, position: str) -> torch.Tensor:
@@ -90,8 +108,12 @@ def prepare_video(row: VideoRow, cfg: V.ViewConfig, pre: Preprocess, backend: st
             return {"video_id": row.video_id, "error": e.reason}
     t = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2)  # N,3,H,W uint8
     nv = len(plan.view_frames)
-    view_frames = resize_short(t[:nv], short, pre.interpolation) if nv else t[:0]
-    infer = crop(resize_short(t[nv:], pre.image_size, pre.interpolation), pre.image_size, "center").contiguous()
+    vifi = cfg.preprocess == "vifi"
+    view_frames = resize_short(t[:nv], short, pre.interpolation, antialias=not vifi) if nv else t[:0]
+    if vifi:
+        infer = vifi_resize_crop(t[nv:], short, pre.image_size).contiguous()
+    else:
+        infer = crop(resize_short(t[nv:], pre.image_size, pre.interpolation), pre.image_size, "center").contiguous()
     return {"video_id": row.video_id, "plan": plan, "view_frames": view_frames.contiguous(),
             "infer_frames": infer, "num_frames": info.num_frames, "fps": info.fps,
             "partial": bool(info.partial), "frames_read": info.num_frames, "frames_declared": info.declared_frames}

@@ -1,6 +1,7 @@
 """What `zar evaluate`, `zar tune` and `zar encode` do first, in one place: the settings
-(defaults, ``--config``, ``--set``), the device, the backbone and, when needed, the model;
-the class list and the labelled video list; the check that tuning keeps at least one view."""
+(defaults, ``--config``, ``--set``), the device, the backbone and, when needed, the model
+with the preprocessing the views ask for; the class list, the classes' prompt texts and the
+labelled video list; the check that tuning keeps at least one view."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -19,10 +20,20 @@ class Job:
     def model(self) -> tuple[Any, Any]:
         """(model, preprocessing), built on first use (after the cheap checks)."""
         if self._built is None:
-            from zar.backbone import build_model
+            from zar.backbone import build_model, view_preprocess
 
-            self._built = build_model(self.spec, device=self.device)
+            model, pre = build_model(self.spec, device=self.device)
+            self._built = model, view_preprocess(pre, self.settings.views)
         return self._built
+
+    def class_texts(self, classes) -> list[str]:
+        """Each class's text for the prompts, as ``tune.class_text`` asks (the class list's
+        text, or the class name with underscores as spaces)."""
+        from zar.splits.formats import class_text
+
+        if self.settings.tune.class_text == "name":
+            return [class_text(None, name) for name in classes.names]
+        return list(classes.texts)
 
     def check_views_kept(self, n_views: int) -> None:
         """Tuning keeps ``ratio`` of ``n_views`` views: at least one, or a clear error."""

@@ -23,8 +23,8 @@ def select_views(cache: dict, want, name: str = "cache") -> list[int]:
     """Indices into the cached views for the requested :class:`ViewConfig` (a subset)."""
     from zar.views import CROP_SETS, view_plan
 
-    have = cache["views_config"]
-    for key in ("frames", "infer_frames", "seed", "short_side"):
+    have = {"preprocess": "backbone", **cache["views_config"]}  # caches made before the setting: the backbone's
+    for key in ("frames", "infer_frames", "seed", "short_side", "preprocess"):
         if have[key] != getattr(want, key):
             raise UserError(f"{name}: views.{key} is {have[key]} in the cache but {getattr(want, key)} was asked; "
                             "re-encode with those settings")
@@ -96,7 +96,8 @@ def run(args) -> int:
     job.check_views_kept(len(view_index))
     found, skipped = match_list(cache, rows, args.videos, args.embeddings[0])
     model, pre = job.model()
-    tuner = Tuner(model, list(classes.texts), tune_cfg, device=device)
+    texts = job.class_texts(classes)
+    tuner = Tuner(model, texts, tune_cfg, device=device)
     out = Path(args.out)
     fp = fingerprint([sha256_file(p) for p in args.embeddings], sha256_file(args.videos), sha256_file(args.classes),
                      tune_cfg.to_dict(), settings.views.to_dict(), spec.to_dict(), args.method)
@@ -120,7 +121,7 @@ def run(args) -> int:
     tune_seconds = time.perf_counter() - t0
     recs = predictions.finish([r.video_id for r in rows])
     n_encoded = len(cache["video_ids"])
-    cost = {**flops(model, pre, settings.views, list(classes.texts), tune_cfg, device),
+    cost = {**flops(model, pre, settings.views, texts, tune_cfg, device),
             "encode_seconds_per_video": cache["seconds"] / n_encoded if n_encoded else None,
             "encode_devices": cache["devices"],
             "tune_seconds_per_video": tune_seconds / len(todo) if todo else None}

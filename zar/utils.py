@@ -210,6 +210,7 @@ def provenance() -> dict[str, Any]:
         import torch
 
         info["device"] = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"
+        info["torch_threads"] = torch.get_num_threads()  # CPU sums are reordered with the thread count
     except Exception:  # pragma: no cover - torch missing is reported by the versions
         info["device"] = None
     return info

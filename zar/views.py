@@ -49,6 +49,11 @@ class ViewConfig:
     short_side: int | None = setting(None, "integer", "short side the frames are resized to before the view "
                                      "crops (null: image size x 256/224)", nullable=True, minimum=16)
     seed: int = setting(0, "integer", "seed of the views' temporal sampling (with the video id)", minimum=0)
+    preprocess: str = setting("backbone", "string", "how frames are resized, cropped and normalised: backbone (the "
+                              "protocol: the backbone's normalisation and interpolation, antialiased; the inference "
+                              "clip's short side resized to the image size) or vifi (ViFi-CLIP's evaluation "
+                              "pipeline: short side to image size x 256/224, bilinear without antialiasing, centre "
+                              "crop at (w - s) // 2, ImageNet mean and std)", enum=["backbone", "vifi"])
 
     def __post_init__(self):
         check(self, "views")

@@ -156,9 +156,11 @@ class Evaluation:
         return dict(self.settings)[key]
 
     def viewset(self) -> str:
-        """``t{T}_i{I}``: tuning-view and inference-clip frames (T = 0: no views)."""
+        """``t{T}_i{I}``: tuning-view and inference-clip frames (T = 0: no views), with
+        ``_vifi`` for ViFi-CLIP's evaluation preprocessing (``views.preprocess``)."""
         views = self.setting("views.frames") if self.setting("views.samples_per_rate") else 0
-        return f"t{views}_i{self.setting('views.infer_frames')}"
+        suffix = "" if self.setting("views.preprocess") == "backbone" else f"_{self.setting('views.preprocess')}"
+        return f"t{views}_i{self.setting('views.infer_frames')}{suffix}"
 
 
 def _freeze(settings: dict[str, Any]) -> tuple[tuple[str, Any], ...]:

@@ -21,7 +21,7 @@ wildcard_constraints:
     backbone=r"[A-Za-z0-9_]+",
     run=r"[A-Za-z0-9_]+",
     variant=r"[A-Za-z0-9_]+",
-    viewset=r"t\d+_i\d+",
+    viewset=r"t\d+_i\d+(_vifi)?",
     split=r"\d+",
     shot=r"\d+",
     subset="base|novel",
