@@ -7,7 +7,7 @@ import os
 
 from snakemake.utils import min_version, validate
 
-import zar.workflow as plan
+import zar.plan as plan
 
 min_version("9.0")
 

@@ -63,7 +63,7 @@ def make_video(tmp_path, ffmpeg):
 
 @pytest.fixture(scope="session")
 def tiny_model():
-    from zar.backbone import build_model
+    from zar.model.backbone import build_model
 
     torch.manual_seed(0)
     model, pre = build_model("tiny")

@@ -6,8 +6,8 @@ import time
 import pytest
 import torch
 
-from zar import backbone as B
-from zar.utils import UserError
+from zar.model import backbone as B
+from zar.core.errors import UserError
 
 
 def test_named_and_parsed_specs(tmp_path):
@@ -24,9 +24,9 @@ def test_named_and_parsed_specs(tmp_path):
 
 
 def test_quick_gelu_is_automatic_for_openai_weights():
-    assert B._auto_quick_gelu(B.BackboneSpec("ViT-B-16", "openai"), None) is True
-    assert B._auto_quick_gelu(B.BackboneSpec("ViT-B-16", "laion2b_s34b_b88k"), None) is False
-    assert B._auto_quick_gelu(B.BackboneSpec("ViT-B-16", "openai", quick_gelu=False), None) is False
+    assert B.auto_quick_gelu(B.BackboneSpec("ViT-B-16", "openai"), None) is True
+    assert B.auto_quick_gelu(B.BackboneSpec("ViT-B-16", "laion2b_s34b_b88k"), None) is False
+    assert B.auto_quick_gelu(B.BackboneSpec("ViT-B-16", "openai", quick_gelu=False), None) is False
 
 
 def test_openai_archive_detected(tmp_path):
@@ -38,7 +38,7 @@ def test_openai_archive_detected(tmp_path):
     path = tmp_path / "ViT-B-16.pt"
     torch.jit.script(M()).save(str(path))
     assert B._is_openai_archive(str(path))
-    assert B._auto_quick_gelu(B.BackboneSpec("ViT-B-16", str(path)), str(path)) is True
+    assert B.auto_quick_gelu(B.BackboneSpec("ViT-B-16", str(path)), str(path)) is True
     plain = tmp_path / "plain.pt"
     torch.save({"w": torch.zeros(1)}, plain)
     assert B._is_openai_archive(str(plain)) is False  # a zip of a state dict, not TorchScript code

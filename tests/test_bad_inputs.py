@@ -30,7 +30,7 @@ import torch
 from conftest import ROOT, moving_square, write_video
 from videos_fixtures import LocalServer, make_rar
 from zar.cli import main as zar
-from zar.utils import UserError
+from zar.core.errors import UserError
 
 FFMPEG = ["ffmpeg", "-v", "error", "-nostdin", "-y"]
 COLOURS = {"red": (255, 0, 0), "green": (0, 255, 0)}
@@ -111,7 +111,7 @@ def _release_fifo(fifo: Path, seconds: float = 10.0) -> None:
 def test_every_bad_video_is_skipped_with_its_reason_in_time(videos):
     """`zar encode`: the good and the partial videos are encoded, every other one is skipped
     with its reason; evaluated + skipped = listed; a FIFO costs two time limits, not a hang."""
-    from zar.cache import load_cache
+    from zar.method.cache import load_cache
 
     out = videos["tmp"] / "emb.pt"
     t0 = time.monotonic()
@@ -140,9 +140,9 @@ def test_every_bad_video_is_skipped_with_its_reason_in_time(videos):
 
 
 def test_a_partial_file_is_read_with_the_partial_flag(videos, tiny_model):
-    from zar import views as V
-    from zar.frames import prepare_video
-    from zar.splits.formats import VideoRow
+    from zar.method import views as V
+    from zar.method.frames import prepare_video
+    from zar.core.splitfiles import VideoRow
 
     _, pre = tiny_model
     cfg = V.ViewConfig()
@@ -157,7 +157,7 @@ def test_sigkilled_encode_with_a_corrupt_part_resumes_to_the_same_cache(videos, 
     """SIGKILL while `zar encode` waits on the FIFO (after the chunks before it are written),
     flip bytes inside one chunk, rerun: the corrupt chunk is removed and its videos encoded
     again, the others are reused, and the cache is bit-identical to an uninterrupted run's."""
-    from zar.cache import load_cache
+    from zar.method.cache import load_cache
 
     args = ["encode", *videos["args"], *FAST, "--set", "run.chunk=1"]
     ref = videos["tmp"] / "ref.pt"
@@ -183,7 +183,7 @@ def test_sigkilled_encode_with_a_corrupt_part_resumes_to_the_same_cache(videos, 
     kept = sorted(parts.glob("part_*.pt"))
     assert len(kept) == 8
     flip_tensor_bytes(kept[0])  # the first chunk: a good video's embeddings
-    with caplog.at_level(logging.WARNING, logger="zar.cache"):
+    with caplog.at_level(logging.WARNING, logger="zar.method.cache"):
         assert zar([*args, "--out", str(out)]) == 0
     assert f"removing corrupt chunk {kept[0]}" in caplog.text
     a, b = load_cache(ref), load_cache(out)
@@ -194,7 +194,7 @@ def test_sigkilled_encode_with_a_corrupt_part_resumes_to_the_same_cache(videos, 
 
 
 def test_flipped_bytes_in_a_final_cache_are_refused(videos, capsys):
-    from zar.cache import load_cache
+    from zar.method.cache import load_cache
 
     out = videos["tmp"] / "emb.pt"
     assert zar(["encode", *videos["args"], "--out", str(out), *FAST]) == 0
@@ -232,7 +232,7 @@ def test_flipped_bytes_in_a_state_file_are_refused(tmp_path):
 
 @pytest.fixture(scope="module")
 def backbone_dir(tmp_path_factory):
-    from zar.backbone import build_model
+    from zar.model.backbone import build_model
     from zar.train.checkpoint import write_backbone
 
     model, _ = build_model("tiny")
@@ -285,7 +285,7 @@ def test_a_bad_backbone_checkpoint_is_a_one_line_error(videos, backbone_dir, how
 
 
 def test_the_backbone_records_and_checks_its_sha256(backbone_dir):
-    from zar.backbone import build_model
+    from zar.model.backbone import build_model
 
     meta = json.loads((backbone_dir / "model.json").read_text())
     assert meta["weights_sha256"] == hashlib.sha256((backbone_dir / "model.safetensors").read_bytes()).hexdigest()
@@ -313,7 +313,7 @@ def test_every_torch_load_is_weights_only():
 
 
 def test_the_content_digest_sees_values_dtypes_shapes_and_structure():
-    from zar.integrity import digest
+    from zar.core.integrity import digest
 
     base = {"a": torch.arange(6, dtype=torch.float32), "b": [1, 2.5, None, "s", True], 3: (1, 2)}
     d = digest(base)
@@ -337,7 +337,7 @@ def test_the_content_digest_sees_values_dtypes_shapes_and_structure():
 
 
 def test_a_pickled_object_in_an_embedding_cache_is_refused_and_never_run(tmp_path):
-    from zar.cache import load_cache
+    from zar.method.cache import load_cache
 
     marker = tmp_path / "ran"
 
@@ -373,10 +373,10 @@ class _FullDisk:
 
 
 def test_a_full_disk_is_a_one_line_error_and_leaves_nothing(tmp_path, monkeypatch):
-    import zar.integrity as integrity
+    import zar.core.integrity as integrity
     import zar.train.checkpoint as ck
-    import zar.utils as utils
-    from zar.cache import save_cache
+    import zar.core.files as utils
+    from zar.method.cache import save_cache
 
     for module in (integrity, utils, ck):
         monkeypatch.setattr(module, "open", _FullDisk, raising=False)
@@ -411,7 +411,7 @@ def test_a_full_disk_stops_downloads_and_extraction_at_once(tmp_path, monkeypatc
 
 
 def test_encode_on_a_full_disk_says_so_in_one_line(videos, monkeypatch, capsys):
-    import zar.integrity as integrity
+    import zar.core.integrity as integrity
 
     monkeypatch.setattr(integrity, "open", _FullDisk, raising=False)
     out = videos["tmp"] / "emb.pt"
@@ -526,7 +526,7 @@ def test_a_damaged_member_removes_everything_extracted(tmp_path):
 
 # ----------------------------------------------------------------------------- downloads
 def test_every_default_remote_is_https_and_the_published_ones_pinned():
-    from zar.data.sources import DEFAULT_REMOTES
+    from zar.data.urls import DEFAULT_REMOTES
 
     assert all(r.url.startswith("https://") for r in DEFAULT_REMOTES.values())
     for key in ("ucf101_videos", "ucf101_splits", "hmdb51_videos", "hmdb51_splits"):

@@ -3,10 +3,10 @@ import json
 
 import pytest
 
-from zar.backbone import build_model
-from zar.cost import flops
+from zar.model.backbone import build_model
+from zar.method.cost import flops
 from zar.cli import main as zar
-from zar.views import ViewConfig
+from zar.method.views import ViewConfig
 
 
 def vit_macs(tokens: int, width: int, layers: int, patches: int, patch_dim: int, out_dim: int) -> int:

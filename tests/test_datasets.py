@@ -1,4 +1,4 @@
-"""The dataset registry: a new dataset is one entry in zar/datasets.py; everything that names
+"""The dataset registry: a new dataset is one entry in zar/core/datasets.py; everything that names
 datasets (text rule, split layout and audit, download and decode, the workflow) follows."""
 import copy
 from pathlib import Path
@@ -6,10 +6,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-import zar.datasets as D
-import zar.workflow as plan
+import zar.core.datasets as D
+import zar.plan as plan
 from zar.cli import main as zar
-from zar.splits import formats
+from zar.core import splitfiles as formats
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -76,18 +76,18 @@ def test_a_new_dataset_is_one_registry_entry(toy, tmp_path, capsys):
 
 
 def test_an_unknown_dataset_is_refused_naming_the_registry(tmp_path):
-    from zar.utils import UserError
+    from zar.core.errors import UserError
 
     cfg = yaml.safe_load((ROOT / "config/config.yaml").read_text())
     cfg["zeroshot"]["datasets"] = ["hmdb51", "hmdb52"]
-    with pytest.raises(UserError, match=r"zeroshot.datasets: hmdb52.*zar/datasets.py"):
+    with pytest.raises(UserError, match=r"zeroshot.datasets: hmdb52.*zar/core/datasets.py"):
         plan.check_config(cfg, str(ROOT / "workflow/schemas/config.schema.yaml"))
 
 
 def test_the_demo_gives_a_new_dataset_its_role(toy):
     """The demo's roles come from the registry: the toy dataset gets a synthetic class pool,
     three zero-shot splits and base-to-novel lists in its own naming and layout."""
-    from zar import demo
+    from zar.data import demo
 
     files = demo.build_split_files(demo.DemoConfig())
     for rel in ("toy/classes.csv", formats.zeroshot_list("toy", 2, "test"), formats.b2n_train_list("toy", 3),

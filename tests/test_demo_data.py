@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from zar import demo
+from zar.data import demo
 from zar.cli import main
 from zar.data.decode import output_path
-from zar.utils import UserError
+from zar.core.errors import UserError
 
 # a small dataset for the tests that render videos (the default one is used for split files)
 SMALL = {
@@ -170,7 +170,7 @@ def test_three_zeroshot_splits_differ(splits_dir):
 def test_splits_spread_their_classes_over_the_colours():
     """Each split takes its classes from the pool with colours repeating as little as possible:
     with as many classes as colours (the demo's data), every colour once."""
-    from zar.demo.design import design_classes
+    from zar.data.demo.design import design_classes
 
     cfg = demo.load_config(Path(__file__).resolve().parents[1] / "demo/config/demo_data.yaml")
     assert cfg.split_classes == len(cfg.colours)

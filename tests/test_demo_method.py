@@ -2,8 +2,8 @@
 
 These read the demo's results (`snakemake --cores all --directory demo all`, which CI runs
 before the tests); without them they fail and say so. ZAR must beat vanilla CLIP by at least
-5 points on every zero-shot role of the demo (:func:`zar.analysis.gain_check`), and move the
-inference clip toward the views' vote (:func:`zar.analysis.tuning_check`). The mutation
+5 points on every zero-shot role of the demo (:func:`zar.report.analysis.gain_check`), and move the
+inference clip toward the views' vote (:func:`zar.report.analysis.tuning_check`). The mutation
 tests rerun the demo's tuning jobs of one role (`zar tune` on its cached embeddings, a second
 or two each) with the method broken on purpose and show that both checks then fail.
 """
@@ -16,12 +16,12 @@ import torch
 import yaml
 from safetensors.torch import load_file
 
-import zar.tta
-import zar.workflow as plan
+import zar.method.tpt
+import zar.plan as plan
 from demo_results import DEMO, demo_config, require
 from test_encoder_levers import EPS  # 4 bf16 roundings, derived there
-from zar.analysis import gain_check, load_predictions, predict, tuning_check
-from zar.cache import load_cache
+from zar.report.analysis import gain_check, load_predictions, predict, tuning_check
+from zar.method.cache import load_cache
 from zar.cli import main
 
 
@@ -139,20 +139,20 @@ def rerun(summary_path: Path, out: Path, embeddings: list[str] | None = None) ->
 
 def unused_prompt(monkeypatch):
     """The tuned context is thrown away: the inference clip is scored with the initial one."""
-    text = zar.tta.Tuner.text
-    monkeypatch.setattr(zar.tta.Tuner, "text", lambda self, ctx=None: text(self, None))
+    text = zar.method.tpt.Tuner.text
+    monkeypatch.setattr(zar.method.tpt.Tuner, "text", lambda self, ctx=None: text(self, None))
 
 
 def flipped_sign(monkeypatch):
     """The step climbs the entropy instead of descending it."""
-    entropy = zar.tta.marginal_entropy
-    monkeypatch.setattr(zar.tta, "marginal_entropy", lambda logits: -entropy(logits))
+    entropy = zar.method.tpt.marginal_entropy
+    monkeypatch.setattr(zar.method.tpt, "marginal_entropy", lambda logits: -entropy(logits))
 
 
 def zero_lr(monkeypatch):
     """tune.lr = 0 (the settings refuse it, so the optimiser is handed 0 behind their back)."""
     adamw = torch.optim.AdamW
-    monkeypatch.setattr(zar.tta.torch.optim, "AdamW",
+    monkeypatch.setattr(zar.method.tpt.torch.optim, "AdamW",
                         lambda params, lr, weight_decay: adamw(params, lr=0.0, weight_decay=weight_decay))
 
 

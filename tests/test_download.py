@@ -17,9 +17,9 @@ from zar.cli import main
 from zar.data.download import Downloader
 from zar.data.fetch import FetchError, http_download
 from zar.data.manifest import read_manifest
-from zar.splits.formats import VideoRow
-from zar.data.sources import load_sources
-from zar.utils import UserError
+from zar.core.splitfiles import VideoRow
+from zar.data.urls import load_sources
+from zar.core.errors import UserError
 
 from videos_fixtures import XVID
 

@@ -9,12 +9,12 @@ import torch
 import torch.nn.functional as F
 
 from conftest import moving_square, write_video
-from zar import views as V
+from zar.method import views as V
 from zar.cli import main as zar
-from zar.cache import load_cache
-from zar.encode import VideoEncoder
-from zar.frames import prepare_video
-from zar.splits.formats import VideoRow
+from zar.method.cache import load_cache
+from zar.method.encoder import VideoEncoder
+from zar.method.frames import prepare_video
+from zar.core.splitfiles import VideoRow
 
 COLOURS = {"red": (255, 0, 0), "green": (0, 255, 0), "blue": (0, 0, 255)}
 
@@ -181,7 +181,7 @@ def test_variants_reuse_the_superset_cache(dataset):
 
 
 def test_encode_resumes_after_a_crash(dataset, monkeypatch):
-    import zar.encode as E
+    import zar.method.encoder as E
 
     d = dataset
     args = ["encode", "--videos", str(d["videos"]), "--root", str(d["root"]), "--backbone", "tiny",
@@ -234,11 +234,11 @@ def test_evaluate_resumes_and_vanilla_is_untuned(dataset):
 
 
 def _fingerprint_of(out, d):
-    from zar.config import load_settings
-    from zar.results import fingerprint
-    from zar.utils import sha256_file
+    from zar.method.settings import load_settings
+    from zar.method.results import fingerprint
+    from zar.core.files import sha256_file
     from dataclasses import replace
-    from zar.backbone import parse_spec
+    from zar.model.backbone import parse_spec
 
     s = load_settings(None, ["run.workers=0", "run.batch_size=100"])
     return fingerprint(sha256_file(d["videos"]), sha256_file(d["classes"]), str(d["root"]), None,

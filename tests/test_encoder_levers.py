@@ -20,10 +20,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from zar import views as V
-from zar.encode import VideoEncoder
-from zar.frames import FramePlan, crop, resize_short
-from zar.tta import TuneConfig, Tuner
+from zar.method import views as V
+from zar.method.encoder import VideoEncoder
+from zar.method.frames import FramePlan, crop, resize_short
+from zar.method.tpt import TuneConfig, Tuner
 
 U = 2.0 ** -8
 EPS = 4 * U
@@ -140,7 +140,7 @@ def test_bf16_image_tower_within_bf16_precision(tiny_model):
 
 
 def test_unknown_precision_is_refused(tiny_model):
-    from zar.utils import UserError
+    from zar.core.errors import UserError
 
     model, pre = tiny_model
     with pytest.raises(UserError, match="image precision 'fp8'"):

@@ -14,9 +14,9 @@ import torch
 import yaml
 from PIL import Image
 
-from zar import analysis as A
+from zar.report import analysis as A
 from zar.cli import main
-from zar.figures import plots
+from zar.report import plots
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -41,7 +41,7 @@ def test_per_class_and_confusion_match_a_plain_count():
     labels = rng.integers(0, c - 1, size=n)  # class 6 has no videos
     before = rng.normal(size=(n, c))
     after = before + rng.normal(scale=0.7, size=(n, c))
-    after[:5] = 0.0  # all ties: the lowest class index wins, as in zar.metrics
+    after[:5] = 0.0  # all ties: the lowest class index wins, as in zar.core.metrics
     names = [f"class {i}" for i in range(c)]
     rows = A.per_class(labels, before, after, names)
     for r in rows:
@@ -61,7 +61,7 @@ def test_per_class_and_confusion_match_a_plain_count():
         plain[labels[i], max(range(c), key=lambda j: (after[i, j], -j))] += 1
     assert (cm == plain).all() and cm.sum() == n
     # the accuracy the per-class rows add up to is the summary's top-1
-    from zar.metrics import accuracy_summary
+    from zar.core.metrics import accuracy_summary
 
     assert sum(r["correct_after"] for r in rows) / n * 100 == pytest.approx(accuracy_summary(after, labels, c)["top1"])
 
@@ -78,7 +78,7 @@ def test_helps_hurts_orders_by_change_then_videos():
 
 
 def test_ablation_series_from_a_table_csv_with_and_without_paper_values(tmp_path):
-    from zar.tables import render_csv
+    from zar.report.tables import render_csv
 
     def rec(row, key, col, mean, std, paper):
         return {"row": row, "row_key": key, "column": col, "ours_mean": mean, "ours_std": std, "n_runs": 3,
@@ -145,12 +145,12 @@ def _rollout_by_hand(mats):
 
 @pytest.mark.parametrize("arch", ["tiny", "ViT-B-16"])
 def test_attention_maps_match_attention_computed_by_hand(arch, tiny_model):
-    from zar import attention as AT
+    from zar.report import attention as AT
 
     if arch == "tiny":
         model, pre = tiny_model
     else:
-        from zar.backbone import build_model
+        from zar.model.backbone import build_model
 
         model, pre = build_model("ViT-B-16:none")  # random weights: the shapes and the maths, offline
     visual = model.visual
@@ -181,8 +181,8 @@ def test_attention_maps_match_attention_computed_by_hand(arch, tiny_model):
 
 
 def test_pick_videos_spreads_over_classes():
-    from zar.attention import pick_videos
-    from zar.splits.formats import VideoRow
+    from zar.report.attention import pick_videos
+    from zar.core.splitfiles import VideoRow
 
     rows = [VideoRow(f"v{c}_{i}", f"v{c}_{i}.mp4", f"c{c}", c) for c in range(9) for i in range(2)]
     picked = pick_videos(rows, 3)
@@ -249,8 +249,8 @@ def _split_list(path, rows):
 
 
 def test_tsne_verb_reads_one_encoding_and_the_lists_naming_the_classes(tmp_path):
-    from zar.cache import FORMAT, HEADER_KEYS, save_cache
-    from zar.figures import tsne_points
+    from zar.method.cache import FORMAT, HEADER_KEYS, save_cache
+    from zar.report.figures import tsne_points
 
     rng = np.random.default_rng(3)
     a = _split_list(tmp_path / "a.csv", [("v0", "jump", 0), ("v1", "run", 1), ("v2", "run", 1)])
@@ -305,7 +305,7 @@ def _config(path: str):
 
 
 def test_figure_paths_of_the_paper_and_the_demo():
-    import zar.workflow as plan
+    import zar.plan as plan
 
     paper = _config("config/config.yaml")
     assert paper["figures"]["tsne"]["max_points"] == 5000 and paper["figures"]["attention"]["mode"] == "last"

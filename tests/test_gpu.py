@@ -13,12 +13,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from zar.backbone import build_model
-from zar.encode import VideoEncoder
-from zar.frames import prepare_video
-from zar.splits.formats import VideoRow
-from zar.tta import TuneConfig, Tuner
-from zar.views import ViewConfig
+from zar.model.backbone import build_model
+from zar.method.encoder import VideoEncoder
+from zar.method.frames import prepare_video
+from zar.core.splitfiles import VideoRow
+from zar.method.tpt import TuneConfig, Tuner
+from zar.method.views import ViewConfig
 
 pytestmark = pytest.mark.gpu
 CLASSES = ["red square", "green square", "blue square", "red circle", "green circle"]

@@ -1,5 +1,5 @@
 """The paper's settings, pinned where they live: the paper config (config/config.yaml), the
-settings' defaults (zar.config, zar.views), the training recipes (zar.train.recipe), the
+settings' defaults (zar.method.settings, zar.method.views), the training recipes (zar.train.recipe), the
 committed base-to-novel lists, and the demo's config, whose method block must be the paper
 config's. Each assertion names the section of docs/protocol.md (the specification, in the
 project's words) that states the value; changing any of them in a config or a default fails here.
@@ -14,10 +14,10 @@ import pytest
 import torch
 import yaml
 
-from zar.config import RunConfig, TuneConfig
-from zar.splits.formats import read_videos
+from zar.method.settings import RunConfig, TuneConfig
+from zar.core.splitfiles import read_videos
 from zar.train.recipe import load_recipe
-from zar.views import CROP_SETS, ViewConfig, view_plan
+from zar.method.views import CROP_SETS, ViewConfig, view_plan
 
 ROOT = Path(__file__).resolve().parents[1]
 PAPER_VIEWS = {"frames": 16, "infer_frames": 16, "rates": [1, 2, 4, 8], "samples_per_rate": 4, "crops": 3}
@@ -89,8 +89,8 @@ def test_the_demo_runs_the_paper_config_s_method():
 
 def test_the_tuner_takes_one_adamw_step_with_torch_s_defaults():
     """§3.5: AdamW, lr 5e-3, betas 0.9/0.999, eps 1e-8, weight decay 0.01."""
-    from zar.backbone import build_model
-    from zar.tta import Tuner
+    from zar.model.backbone import build_model
+    from zar.method.tpt import Tuner
 
     model, _ = build_model("tiny")
     _, opt = Tuner(model, ["a", "b"], TuneConfig())._context(1, continual=False)

@@ -3,10 +3,10 @@ import open_clip
 import pytest
 import torch
 
-from zar.backbone import register_configs
-from zar.prompt import PromptLearner
-from zar.splits.formats import class_text
-from zar.utils import UserError
+from zar.model.backbone import register_configs
+from zar.method.prompt import PromptLearner
+from zar.core.splitfiles import class_text
+from zar.core.errors import UserError
 
 NAMES = ["abseiling", "apply eye makeup", "kick_ball", "passing American football (not in game)", "yoga"]
 

@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import zar.workflow as plan
+import zar.plan as plan
 from demo_results import DEMO, ROOT, demo_config, require
-from zar.figures import plots
+from zar.report import plots
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
 
@@ -31,7 +31,7 @@ def demo_cfg():
 def demo_figures(cfg) -> list[str]:
     """Every figure of the demo: the PNGs in the figure jobs' folders and the ablation plots.
     Each table's folder holds one per-class figure per result file of that table."""
-    from zar.figures import perclass_name
+    from zar.report.figures import perclass_name
 
     out = []
     for target in plan.figure_targets(cfg):

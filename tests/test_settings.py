@@ -7,8 +7,9 @@ import pytest
 
 from conftest import moving_square, write_video
 from zar.cli import main as zar
-from zar.config import load_settings, settings_schema
-from zar.utils import UserError, to_json
+from zar.method.settings import load_settings, settings_schema
+from zar.core.errors import UserError
+from zar.core.files import to_json
 
 BAD = [  # (setting, words the one-line error must hold)
     ("tune.steps=1.5", "an integer >= 0"), ("tune.lr=-5", "> 0"), ("tune.lr=.nan", "finite"),

@@ -10,7 +10,7 @@ import pytest
 
 from zar.cli import main
 from zar.splits.audit import audit
-from zar.splits.sources import SOURCES
+from zar.splits.published import SOURCES
 
 ROOT = Path(__file__).resolve().parents[1]
 SPLITS = ROOT / "splits"
@@ -215,7 +215,7 @@ def test_cli_exit_codes_and_messages(copy, tmp_path, capsys):
 
 # ----------------------------------------------------------------------------- any folder in the layout (the demo's)
 def _demo_splits(tmp_path):
-    from zar.demo import load_config, write_splits
+    from zar.data.demo import load_config, write_splits
 
     out = tmp_path / "demo_splits"
     write_splits(load_config(None), out)

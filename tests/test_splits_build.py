@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 
 from zar.splits.build import build_files
-from zar.splits.formats import VideoRow, class_text, manifest_text, videos_csv
-from zar.splits.kinetics import novel_pool
-from zar.splits.sources import SOURCES, fetch_one, resolve
-from zar.utils import UserError
+from zar.core.splitfiles import VideoRow, class_text, manifest_text, videos_csv
+from zar.splits.kinetics_novel import novel_pool
+from zar.splits.published import SOURCES, fetch_one, resolve
+from zar.core.errors import UserError
 
 ROOT = Path(__file__).resolve().parents[1]
 # the published sources: ZAR_SPLITS_SOURCES, the repository's cache (zar splits build fetches

@@ -1,4 +1,4 @@
-"""The table registry: a new table is one declaration in zar/table_registry.py; the jobs, the
+"""The table registry: a new table is one declaration in zar/report/table_registry.py; the jobs, the
 targets, the config check, `zar tables` and the figure follow from it."""
 import copy
 import json
@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-import zar.workflow as plan
-from zar import table_registry as R
+import zar.plan as plan
+from zar.report import table_registry as R
 from zar.cli import main as zar
-from zar.utils import UserError
+from zar.core.errors import UserError
 
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMA = str(ROOT / "workflow/schemas/config.schema.yaml")
@@ -83,7 +83,7 @@ def test_a_new_table_is_one_declaration(six, tmp_path):
 def test_an_undeclared_table_is_refused(six):
     cfg = six
     cfg["tables"] = [1, 7]
-    with pytest.raises(UserError, match=r"no table 7 .*zar/table_registry.py"):
+    with pytest.raises(UserError, match=r"no table 7 .*zar/report/table_registry.py"):
         plan.check_config(cfg, SCHEMA)
     with pytest.raises(UserError, match="there is no table 7"):
         plan.table_spec(cfg, 7)

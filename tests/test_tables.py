@@ -7,9 +7,9 @@ import statistics
 
 import pytest
 
-from zar import table_registry as paper
+from zar.report import table_registry as paper
 from zar.cli import main as zar
-from zar.tables import compute
+from zar.report.tables import compute
 
 
 def _summary(path, top1, n_eval, n_list, n_classes=51, **metrics):
@@ -20,7 +20,7 @@ def _summary(path, top1, n_eval, n_list, n_classes=51, **metrics):
 
 
 def test_the_papers_numbers_as_published():
-    """Typed from the paper's Tables 1-5 (Liang et al., EI 2025), not read from zar.table_registry."""
+    """Typed from the paper's Tables 1-5 (Liang et al., EI 2025), not read from zar.report.table_registry."""
     assert paper.TABLE1 == {
         "vanilla": {"hmdb51": (40.8, 0.3), "ucf101": (63.2, 0.2), "k600": (59.8, 0.3)},
         "zar": {"hmdb51": (43.6, 0.7), "ucf101": (64.1, 0.9), "k600": (60.2, 0.4)},

@@ -18,7 +18,7 @@ import torch
 
 from _train_data import make_dataset, write_recipe
 from zar.cli import main
-from zar.utils import UserError
+from zar.core.errors import UserError
 
 BROKEN = "v_cross_03"
 
@@ -126,8 +126,8 @@ def test_lr_follows_vifi_clips_timm_schedule_step_for_step(data, tmp_path):
 def test_token_embedding_is_not_trained_everything_else_is(data, tmp_path):
     """ViFi-CLIP keeps the word table fixed (its prompts' embeddings are a buffer) and trains
     both towers, the projections, the positional embeddings and logit_scale."""
-    from zar.backbone import build_model
-    from zar.utils import stable_int
+    from zar.model.backbone import build_model
+    from zar.core.files import stable_int
     from zar.train.recipe import load_recipe
 
     recipe = write_recipe(tmp_path / "r.yaml", epochs=1, warmup_epochs=0.0, lr=1e-3, num_workers=0)
@@ -214,8 +214,8 @@ def test_step_plan_does_not_depend_on_the_split():
 
 
 def test_clip_augmentation_is_shared_by_all_frames_and_in_bounds():
-    from zar.backbone import CLIP_MEAN, CLIP_STD
-    from zar.train.augment import _gen, apply_clip_aug, sample_clip_aug
+    from zar.model.backbone import CLIP_MEAN, CLIP_STD
+    from zar.train.augment import clip_generator, apply_clip_aug, sample_clip_aug
     from zar.train.recipe import make_recipe
 
     r = make_recipe({})
@@ -223,7 +223,7 @@ def test_clip_augmentation_is_shared_by_all_frames_and_in_bounds():
     frames = np.stack([frame] * 5)
     seen_flip, seen_gray = set(), set()
     for s in range(40):
-        aug = sample_clip_aug(48, 64, 32, r, _gen("t", s))
+        aug = sample_clip_aug(48, 64, 32, r, clip_generator("t", s))
         top, left, h, w = aug.box
         assert 0 <= top and 0 <= left and top + h <= 48 and left + w <= 64 and h > 0 and w > 0
         seen_flip.add(aug.flip)
@@ -236,7 +236,7 @@ def test_clip_augmentation_is_shared_by_all_frames_and_in_bounds():
     assert seen_flip == {True, False} and seen_gray == {True, False}
     # no augmentation: a full-frame crop of the centre square, resized, then CLIP-normalised
     plain = make_recipe({"crop_scales": [1.0], "flip_p": 0.0, "color_jitter_p": 0.0, "grayscale_p": 0.0})
-    aug = sample_clip_aug(48, 64, 48, plain, _gen("t", 0))
+    aug = sample_clip_aug(48, 64, 48, plain, clip_generator("t", 0))
     assert aug.box[2] == 48 and aug.box[3] == 48
     out = apply_clip_aug(frames, aug, 48, CLIP_MEAN, CLIP_STD)
     top, left = aug.box[:2]
@@ -295,12 +295,12 @@ def full_run(data, tmp_path_factory):
 
 def test_training_lowers_the_loss(data, tmp_path):
     """10 steps on 8 videos: the logged loss and the loss of a fixed batch both fall."""
-    from zar.backbone import build_model
+    from zar.model.backbone import build_model
     from zar.train.augment import soft_cross_entropy, soft_targets
     from zar.train.data import TrainClips, class_prompts, collate, load_training_list
     from zar.train.loop import VideoCLIP
     from zar.train.recipe import load_recipe
-    from zar.utils import stable_int
+    from zar.core.files import stable_int
 
     lines = data["videos"].read_text().splitlines()
     small = tmp_path / "train8.csv"
@@ -414,7 +414,7 @@ def test_stop_signal_drops_the_step_in_flight_and_resumes_exactly(data, full_run
 def test_checkpoint_is_a_backbone_with_the_trained_weights(data, full_run):
     import open_clip
 
-    from zar.backbone import build_model, parse_spec, register_configs
+    from zar.model.backbone import build_model, parse_spec, register_configs
     from zar.train.checkpoint import load_state
 
     out = full_run["out"]
@@ -457,8 +457,8 @@ def test_checkpoint_round_trips_into_evaluate(data, full_run, tmp_path):
         return d
 
     trained = handmade("trained", load_state(out / "state" / "step_00000004.pt")["model"])
-    from zar.backbone import build_model
-    from zar.utils import stable_int
+    from zar.model.backbone import build_model
+    from zar.core.files import stable_int
 
     torch.manual_seed(stable_int(1024, "init"))
     init_state = build_model("tiny")[0].state_dict()
@@ -512,7 +512,7 @@ def test_training_on_cuda_bf16(data, tmp_path):
     out = tmp_path / "run"
     assert main(train_args(data, out, recipe, "--device", "cuda")) == 0
     assert all(math.isfinite(x) for x in log_losses(out))
-    from zar.backbone import build_model
+    from zar.model.backbone import build_model
 
     model, _ = build_model(str(out), device="cuda")
     assert next(model.parameters()).dtype == torch.float32

@@ -4,8 +4,8 @@ import math
 import pytest
 import torch
 
-from zar.prompt import PromptLearner
-from zar.tta import TuneConfig, Tuner, marginal_entropy, select_confident
+from zar.method.prompt import PromptLearner
+from zar.method.tpt import TuneConfig, Tuner, marginal_entropy, select_confident
 
 CLASSES = ["abseiling", "brush hair", "kick ball", "playing guitar", "riding a bike", "sword exercise", "yoga"]
 

@@ -6,8 +6,8 @@ import sys
 import numpy as np
 import pytest
 
-from zar import views as V
-from zar.utils import UserError
+from zar.method import views as V
+from zar.core.errors import UserError
 
 
 @pytest.mark.parametrize("n", [1, 2, 3, 15, 16, 17, 100, 301])
@@ -75,7 +75,7 @@ def test_seeded_by_seed_and_video_id():
 
 
 def test_identical_across_processes():
-    code = ("import json; from zar import views as V; c=V.ViewConfig(); "
+    code = ("import json; from zar.method import views as V; c=V.ViewConfig(); "
             "print(json.dumps({f'{r}/{s}': V.clip_indices(777, c, 'vid_x', r, s).tolist() "
             "for r in c.rates for s in range(c.samples_per_rate)}))")
     outs = [subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,

@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from zar.cli import main
-from zar.utils import UserError
+from zar.core.errors import UserError
 
 
 def to_vifi(sd: dict[str, torch.Tensor], token_key: str | None = None, prefix: str = "module.") -> dict:
@@ -57,7 +57,7 @@ def fake_yacs(monkeypatch):
 
 
 def tiny_state(seed: int) -> dict[str, torch.Tensor]:
-    from zar.backbone import build_model
+    from zar.model.backbone import build_model
 
     torch.manual_seed(seed)
     return build_model("tiny")[0].state_dict()
@@ -89,7 +89,7 @@ def test_import_fills_every_key_and_loads_as_backbone(tmp_path, fake_yacs, base_
 
     import open_clip
 
-    from zar.backbone import build_model
+    from zar.model.backbone import build_model
 
     src = tiny_state(1)
     ckpt = save_vifi(tmp_path / "vifi.pth", to_vifi(src), fake_yacs)
@@ -122,10 +122,10 @@ def test_imported_weights_are_read_with_their_preprocessing(tmp_path, fake_yacs,
     from torchvision.transforms.v2 import InterpolationMode
     from torchvision.transforms.v2 import functional as TF
 
-    from zar.backbone import build_model
-    from zar.frames import prepare_video
-    from zar.splits.formats import VideoRow
-    from zar.views import ViewConfig
+    from zar.model.backbone import build_model
+    from zar.method.frames import prepare_video
+    from zar.core.splitfiles import VideoRow
+    from zar.method.views import ViewConfig
 
     ckpt = save_vifi(tmp_path / "vifi.pth", to_vifi(tiny_state(1)), fake_yacs)
     out = tmp_path / "imported"

@@ -21,11 +21,11 @@ import pytest
 import torch
 import yaml
 
-from zar.backbone import IMAGENET_MEAN, IMAGENET_STD, Preprocess, view_preprocess
-from zar.encode import VideoEncoder
-from zar.frames import prepare_video, vifi_resize_crop
-from zar.splits.formats import VideoRow, class_text, read_classes
-from zar.views import ViewConfig
+from zar.model.backbone import IMAGENET_MEAN, IMAGENET_STD, Preprocess, view_preprocess
+from zar.method.encoder import VideoEncoder
+from zar.method.frames import prepare_video, vifi_resize_crop
+from zar.core.splitfiles import VideoRow, class_text, read_classes
+from zar.method.views import ViewConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 VIFI_MEAN = np.array([123.675, 116.28, 103.53])

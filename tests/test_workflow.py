@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-import zar.workflow as plan
+import zar.plan as plan
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -64,18 +64,18 @@ def test_every_schema_property_is_described():
 
 
 def test_the_method_schema_is_zars_own_settings_rules():
-    """One source of truth: the workflow schema's `method` section is what zar.config generates
+    """One source of truth: the workflow schema's `method` section is what zar.method.settings generates
     from the settings' declarations (the CLI applies the same rules)."""
-    from zar.config import settings_schema
+    from zar.method.settings import settings_schema
 
     schema = yaml.safe_load((ROOT / "workflow/schemas/config.schema.yaml").read_text())
     assert schema["properties"]["method"]["properties"] == settings_schema(), (
-        "regenerate the method section of workflow/schemas/config.schema.yaml from zar.config.settings_schema():\n"
+        "regenerate the method section of workflow/schemas/config.schema.yaml from zar.method.settings.settings_schema():\n"
         + yaml.safe_dump(settings_schema(), sort_keys=False))
 
 
 def test_a_bad_config_is_refused_in_a_few_lines():
-    from zar.utils import UserError
+    from zar.core.errors import UserError
 
     cfg = yaml.safe_load((ROOT / "config/config.yaml").read_text())
     schema = str(ROOT / "workflow/schemas/config.schema.yaml")
@@ -126,7 +126,7 @@ def test_paths_backbones_and_reused_results(paper):
     assert plan.backbone_arg(paper, "b2n_hmdb51_s2") == "results/models/b2n_hmdb51_s2"
     args = plan.settings_args({"views.rates": [1, 2], "tune.ctx_init": "a video of a"})
     assert args == "--set 'views.rates=[1, 2]' --set 'tune.ctx_init=\"a video of a\"'"
-    from zar.config import load_settings
+    from zar.method.settings import load_settings
 
     s = load_settings(None, ["views.rates=[1, 2]", 'tune.ctx_init="a video of a"'])
     assert s.views.rates == (1, 2) and s.tune.ctx_init == "a video of a"

@@ -10,23 +10,23 @@ import importlib
 import logging
 import sys
 
-from zar.utils import UserError
+from zar.core.errors import UserError
 
 # verb -> (module, one-line help)
 VERBS: dict[str, tuple[str, str]] = {
-    "evaluate": ("zar.evaluate", "run vanilla CLIP or ZAR over a list of videos"),
-    "encode": ("zar.encode", "encode every view of every video once; cache the embeddings"),
-    "tune": ("zar.tune", "test-time prompt tuning from cached embeddings (one method variant)"),
-    "splits": ("zar.splits.cli", "build or audit the committed split files"),
+    "evaluate": ("zar.jobs.evaluate", "run vanilla CLIP or ZAR over a list of videos"),
+    "encode": ("zar.method.encoder", "encode every view of every video once; cache the embeddings"),
+    "tune": ("zar.jobs.tune", "test-time prompt tuning from cached embeddings (one method variant)"),
+    "splits": ("zar.jobs.splits", "build or audit the committed split files"),
     "download": ("zar.data.download", "download a dataset (Kinetics, UCF101, HMDB51) with a manifest"),
     "decode": ("zar.data.decode", "re-encode videos to a uniform, fast-to-seek form"),
-    "train": ("zar.train.cli", "fine-tune CLIP on videos (K400 or 16-shot base classes)"),
+    "train": ("zar.jobs.train", "fine-tune CLIP on videos (K400 or 16-shot base classes)"),
     "import-vifi": ("zar.train.vifi", "import a ViFi-CLIP checkpoint as a zar backbone"),
-    "tables": ("zar.tables", "render a paper table from result files"),
-    "fetch-weights": ("zar.weights", "download backbone weights into the cache (needs network)"),
-    "bench": ("zar.bench", "speed figures: zar's pipeline against a reference, training, the video reader"),
-    "figures": ("zar.figures", "draw the report's figures (perclass, ablation, tsne, attention)"),
-    "predict": ("zar.predict", "ZAR on one video with your own class names: top-5 before and after tuning"),
+    "tables": ("zar.report.tables", "render a paper table from result files"),
+    "fetch-weights": ("zar.jobs.fetch_weights", "download backbone weights into the cache (needs network)"),
+    "bench": ("zar.bench.pipeline", "speed figures: zar's pipeline against a reference, training, the video reader"),
+    "figures": ("zar.report.figures", "draw the report's figures (perclass, ablation, tsne, attention)"),
+    "predict": ("zar.jobs.predict", "ZAR on one video with your own class names: top-5 before and after tuning"),
 }
 VERB_HELP = {k: v[1] for k, v in VERBS.items()}
 

@@ -1,11 +1,11 @@
-# Helpers shared by the rules. What to run and where results go is decided in zar.workflow
+# Helpers shared by the rules. What to run and where results go is decided in zar.plan
 # (pure functions of the config, also used by `zar tables`); the rules only wire it up.
 import json
 import os
 import shlex
 
-import zar.workflow as plan
-from zar import table_registry
+import zar.plan as plan
+from zar.report import table_registry
 
 RES = config["results_dir"]
 DATA = config["data_root"]
@@ -146,7 +146,7 @@ def encode_job(w):
 
 # used by tune.smk
 def tune_evaluation(kind):
-    """The evaluation (zar.workflow.Evaluation) a tuning rule's wildcards name."""
+    """The evaluation (zar.plan.Evaluation) a tuning rule's wildcards name."""
     where = {
         "zeroshot": lambda w: plan.zeroshot_result(config, w.dataset, w.run, int(w.split)),
         "ablation": lambda w: plan.ablation_result(config, w.dataset, w.variant, int(w.split)),

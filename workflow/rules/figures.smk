@@ -2,7 +2,7 @@
 # result, the ablation tables as plots, t-SNE of the video embeddings and attention maps.
 # Each figure is a PNG with the CSV it is drawn from beside it. Batched to keep jobs few: one
 # per table (per-class), per ablation table, and per backbone (t-SNE, attention over every
-# dataset). Paths come from zar.workflow.
+# dataset). Paths come from zar.plan.
 
 FIG = f"{RES}/figures"
 FIGCFG = config["figures"]

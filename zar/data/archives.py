@@ -26,7 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from zar.data.media import last_line, require_tool, run_tool
-from zar.utils import UserError, is_disk_full
+from zar.core.errors import UserError
+from zar.core.files import is_disk_full
 
 ARCHIVE_SUFFIXES = (".rar", ".zip", ".tar", ".tgz", ".tar.gz", ".tar.bz2", ".tar.xz")
 

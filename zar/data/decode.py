@@ -21,13 +21,15 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from fractions import Fraction
 from pathlib import Path, PurePosixPath
 
-from zar.datasets import DATASETS
+from zar.core.datasets import DATASETS
 from zar.data.manifest import (DECODE_COLUMNS, entry_problem, raw_path, read_lists,
                                read_manifest, summary_line, write_manifest)
 from zar.data.media import (ToolTimeout, container_problem, ffprobe_json, last_line, require_tool,
                             run_tool, sigterm_as_interrupt)
-from zar.splits.formats import VideoRow
-from zar.utils import UserError, atomic_path, progress, read_json, write_json
+from zar.core.splitfiles import VideoRow
+from zar.core.errors import UserError
+from zar.core.files import atomic_path, read_json, write_json
+from zar.core.progress import progress
 
 log = logging.getLogger(__name__)
 
@@ -146,7 +148,7 @@ def synthetic_rows(root: Path, short_side: int) -> dict[str, dict]:
     """Manifest rows of the demo's generated videos: `zar download --source synthetic` writes
     them in this normalised form already (same codec settings), so there is nothing to decode;
     only videos whose short side fits ``short_side`` qualify (decoding never scales up)."""
-    from zar.demo import SYNTHETIC_MANIFEST
+    from zar.data.demo import SYNTHETIC_MANIFEST
 
     path = root / SYNTHETIC_MANIFEST
     if not path.is_file():

@@ -16,15 +16,19 @@ import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path, PurePosixPath
 
-from zar.data import kinetics, official
-from zar.datasets import DATASETS, SOURCES
+from zar.data import official
+from zar.data import kinetics_download as kinetics
+from zar.core.datasets import DATASETS, SOURCES
 from zar.data.fetch import FetchError, RateLimiter, verified_download
 from zar.data.manifest import (DOWNLOAD_COLUMNS, entry_problem, raw_path, read_lists,
                                read_manifest, summary_line, write_manifest)
 from zar.data.media import container_problem, require_tool, sigterm_as_interrupt
-from zar.data.sources import LOCK_NAME, Remote, SourceLock, Sources, load_sources
-from zar.splits.formats import VideoRow
-from zar.utils import UserError, atomic_write_text, progress, provenance, write_json
+from zar.data.urls import LOCK_NAME, Remote, SourceLock, Sources, load_sources
+from zar.core.splitfiles import VideoRow
+from zar.core.errors import UserError
+from zar.core.files import atomic_write_text, write_json
+from zar.core.progress import progress
+from zar.core.provenance import provenance
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +42,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "UCF101/HMDB51 'official' (default); 'synthetic': the demo's generated videos "
                         "(--demo-config), written straight in the normalised form of `zar decode`")
     p.add_argument("--demo-config", metavar="FILE",
-                   help="synthetic source: YAML overriding the demo dataset settings (zar.demo.DemoConfig)")
+                   help="synthetic source: YAML overriding the demo dataset settings (zar.data.demo.DemoConfig)")
     p.add_argument("--root", help="dataset folder (default data/<dataset>)")
     p.add_argument("--list", action="append", default=[], metavar="CSV",
                    help="video list(s) to fetch (shared video-list format; repeatable). "
@@ -58,7 +62,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--keep-archives", action="store_true",
                    help="keep downloaded archives after extraction (default: delete them)")
     p.add_argument("--sources", metavar="FILE",
-                   help="YAML/JSON overriding URLs and sha256 pins of zar/data/sources.py")
+                   help="YAML/JSON overriding URLs and sha256 pins of zar/data/urls.py")
     p.add_argument("--lock", metavar="FILE",
                    help="lock file of the sha256 seen at each URL's first download, verified by later "
                         "runs (default <root>/sources.lock.json)")
@@ -68,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
     ds = args.dataset
     root = Path(args.root or f"data/{ds}")
     if args.source == "synthetic":
-        from zar.demo import load_config, write_videos
+        from zar.data.demo import load_config, write_videos
 
         write_videos(load_config(args.demo_config), ds, root)
         print(f"{ds}: synthetic videos and manifest under {root}")

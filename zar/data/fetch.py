@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from zar import __version__
-from zar.utils import UserError, is_disk_full, sha256_file
+from zar.core.errors import UserError
+from zar.core.files import is_disk_full, sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +83,7 @@ def http_download(url: str, dest: str | os.PathLike, *, sha256: str | None = Non
 
 def verified_download(url: str, dest: str | os.PathLike, pin: str | None, lock, **kw) -> Fetched:
     """``http_download`` verified against ``pin`` or else the lock file's entry for ``url``
-    (``zar.data.sources.SourceLock``; None: pin only); the sha256 seen is recorded in the lock."""
+    (``zar.data.urls.SourceLock``; None: pin only); the sha256 seen is recorded in the lock."""
     expected, origin = lock.expected(url, pin) if lock is not None else (pin, "pinned")
     fetched = http_download(url, dest, sha256=expected, pin_origin=origin, **kw)
     if lock is not None:

@@ -14,8 +14,9 @@ from collections import Counter
 from pathlib import Path, PurePosixPath
 from typing import Iterable
 
-from zar.splits.formats import VideoRow, read_videos
-from zar.utils import UserError, atomic_write_text
+from zar.core.splitfiles import VideoRow, read_videos
+from zar.core.errors import UserError
+from zar.core.files import atomic_write_text
 
 STATUSES = ("ok", "missing", "corrupt")
 DOWNLOAD_COLUMNS = ("video_id", "path", "status", "reason", "source", "bytes")
@@ -69,7 +70,7 @@ def raw_path(root: Path, path: str) -> Path:
 
 
 def read_lists(paths: Iterable[str | os.PathLike]) -> list[VideoRow]:
-    """The union of several video lists (zar.splits.formats; a video in two lists must have
+    """The union of several video lists (zar.core.splitfiles; a video in two lists must have
     the same path in both). Ids and paths are kept as written: ``entry_problem`` judges them."""
     merged: dict[str, VideoRow] = {}
     for p in paths:

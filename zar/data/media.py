@@ -9,7 +9,7 @@ import stat
 import subprocess
 from pathlib import Path
 
-from zar.utils import UserError
+from zar.core.errors import UserError
 
 # extension -> container family; a file's first bytes must match its family
 VIDEO_EXTENSIONS = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mp4", ".avi": "avi", ".mkv": "mkv",

@@ -17,10 +17,11 @@ from pathlib import Path
 from zar.data.archives import extract_nested
 from zar.data.fetch import verified_download
 from zar.data.manifest import name_problem
-from zar.splits.formats import VideoRow
+from zar.core.splitfiles import VideoRow
 from zar.data.media import VIDEO_EXTENSIONS
-from zar.data.sources import Remote, SourceLock, Sources
-from zar.utils import UserError, read_json, write_json
+from zar.data.urls import Remote, SourceLock, Sources
+from zar.core.errors import UserError
+from zar.core.files import read_json, write_json
 
 log = logging.getLogger(__name__)
 

@@ -17,17 +17,17 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from zar.datasets import DATASETS, expected_counts, with_role
+from zar.core.datasets import DATASETS, expected_counts, with_role
 from zar.splits.common import is_kinetics_stem
-from zar.splits.formats import (CLASS_HEADER, MANIFEST, SPLITS, VIDEO_HEADER, b2n_list, b2n_train_list, class_list,
+from zar.core.splitfiles import (CLASS_HEADER, MANIFEST, SPLITS, VIDEO_HEADER, b2n_list, b2n_train_list, class_list,
                                 class_text, parse_csv, zeroshot_list)
-from zar.splits.kinetics import RENAMED
-from zar.utils import UserError
+from zar.splits.kinetics_novel import RENAMED
+from zar.core.errors import UserError
 
 SHOTS = 16
 MAX_ROW_MESSAGES = 5
 
-# split file -> number of classes (class lists) or videos (video lists): zar.datasets
+# split file -> number of classes (class lists) or videos (video lists): zar.core.datasets
 _CLASS_LISTS = ("classes.csv", "novel220.csv", "val_classes.csv")
 CLASS_COUNTS: dict[str, int] = {p: n for p, n in expected_counts().items() if p.endswith(_CLASS_LISTS)}
 VIDEO_COUNTS: dict[str, int] = {p: n for p, n in expected_counts().items() if not p.endswith(_CLASS_LISTS)}
@@ -290,7 +290,7 @@ def check_same_video_same_label(a: Audit) -> None:
 
 def check_rebuild(a: Audit, sources_dir: str | Path, fetch_dir: str | Path | None) -> None:
     from zar.splits.build import build_files, write_tree
-    from zar.splits.sources import SourcesUnavailable, resolve
+    from zar.splits.published import SourcesUnavailable, resolve
 
     try:
         src = resolve(sources_dir, fetch_dir)

@@ -8,11 +8,12 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from zar.splits import b2n, kinetics, readme, ucf_hmdb
+from zar.splits import b2n, readme, ucf_hmdb
+from zar.splits import kinetics_novel as kinetics
 from zar.splits.common import Part, stem
-from zar.splits.formats import MANIFEST, manifest_text
-from zar.splits.sources import RAW_BASE_URL, Sources, resolve
-from zar.utils import atomic_write_bytes
+from zar.core.splitfiles import MANIFEST, manifest_text
+from zar.splits.published import RAW_BASE_URL, Sources, resolve
+from zar.core.files import atomic_write_bytes
 
 log = logging.getLogger(__name__)
 

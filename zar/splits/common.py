@@ -6,8 +6,8 @@ import io
 import re
 from dataclasses import dataclass, field
 
-from zar.splits.sources import Sources, source
-from zar.utils import UserError
+from zar.splits.published import Sources, source
+from zar.core.errors import UserError
 
 _KINETICS_STEM = re.compile(r"^[A-Za-z0-9_-]{11}_\d{6}_\d{6}$")
 

@@ -1,8 +1,8 @@
 """The generated ``splits/README.md``: format, choices, findings, counts and provenance."""
 from __future__ import annotations
 
-from zar.splits.formats import MANIFEST, parse_csv
-from zar.splits.sources import SOURCES
+from zar.core.splitfiles import MANIFEST, parse_csv
+from zar.splits.published import SOURCES
 from zar.splits.pins import REPOS
 
 HEAD = """\
@@ -121,7 +121,7 @@ def sources_section() -> str:
 
 
 def render(files: dict[str, str], notes: list[str]) -> str:
-    from zar.splits.kinetics import RENAMED
+    from zar.splits.kinetics_novel import RENAMED
 
     renamed = "\n".join(f"  - `{new}` <- `{old}`" for new, old in RENAMED.items())
     text = HEAD.replace("{renamed}", renamed)

@@ -13,9 +13,9 @@ import re
 from dataclasses import dataclass, field
 
 from zar.splits.common import Part, fail, read_id_names, read_label_list, stem, where
-from zar.splits.formats import VideoRow, class_list, classes_csv, videos_csv, zeroshot_list
-from zar.splits.sources import SOURCES, Sources
-from zar.utils import UserError
+from zar.core.splitfiles import VideoRow, class_list, classes_csv, videos_csv, zeroshot_list
+from zar.splits.published import SOURCES, Sources
+from zar.core.errors import UserError
 
 UCF = "data/ucf101_splits/"
 HMDB = "data/hmdb51_splits/"

@@ -25,10 +25,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from zar.utils import stable_int
+from zar.core.files import stable_int
 
 
-def _gen(*parts) -> torch.Generator:
+def clip_generator(*parts) -> torch.Generator:
     return torch.Generator().manual_seed(stable_int(*parts))
 
 

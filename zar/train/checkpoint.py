@@ -4,7 +4,7 @@
   scaler, step, RNG states of every process, skipped videos). Written atomically with
   ``torch.save`` and read back with ``torch.load(weights_only=True)``: tensors and plain
   values only. A file holding any other pickled object is refused, never executed. The
-  content carries a sha256 checked on load (``zar.integrity``): a corrupt file is refused.
+  content carries a sha256 checked on load (``zar.core.integrity``): a corrupt file is refused.
 - ``DIR/model.safetensors`` + ``DIR/model.json``: the trained CLIP, loadable as a backbone
   (``zar evaluate --backbone DIR``); the json names the architecture and the provenance, and
   ``weights_sha256`` (the safetensors file's sha256, verified when the backbone is loaded).
@@ -22,8 +22,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from zar import integrity
-from zar.utils import UserError, atomic_path, sha256_file, write_json
+from zar.core import integrity
+from zar.core.errors import UserError
+from zar.core.files import atomic_path, sha256_file, write_json
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +71,7 @@ def list_states(out: Path) -> list[tuple[int, Path]]:
 
 
 def save_state(path: Path, state: dict[str, Any]) -> None:
-    """Write a state file atomically, with a checksum of its content (``zar.integrity``)."""
+    """Write a state file atomically, with a checksum of its content (``zar.core.integrity``)."""
     integrity.save(path, state)
 
 
@@ -96,7 +97,7 @@ def load_state(path: str | Path) -> dict[str, Any]:
                 "`zar train`") from None
         raise UserError(f"{path}: not a readable state file ({reason})") from None
     except (RuntimeError, EOFError, OSError, ValueError) as e:
-        raise UserError(f"{path}: not a readable state file ({_first_line(e)})") from None
+        raise UserError(f"{path}: not a readable state file ({first_line(e)})") from None
     if not isinstance(state, dict) or "model" not in state or "step" not in state:
         raise UserError(f"{path}: not a `zar train` state file (no model/step entries)")
     return state
@@ -109,10 +110,10 @@ def unsafe_globals(path: Path, error: BaseException) -> tuple[list[str], str]:
         found = list(torch.serialization.get_unsafe_globals_in_checkpoint(str(path)))
     except Exception:  # not a zip checkpoint: nothing to list
         found = []
-    return found, _first_line(error)
+    return found, first_line(error)
 
 
-def _first_line(e: BaseException) -> str:
+def first_line(e: BaseException) -> str:
     text = str(e).strip()
     for line in text.splitlines():
         if "WeightsUnpickler error" in line or "Unsupported global" in line:

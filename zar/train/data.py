@@ -16,9 +16,10 @@ from typing import Iterator
 import torch
 from torch.utils.data import Dataset, Sampler
 
-from zar.splits.formats import ClassList, read_classes, read_videos
-from zar.train.augment import _gen, apply_clip_aug, sample_clip_aug, segment_indices
-from zar.utils import UserError, stable_int
+from zar.core.splitfiles import ClassList, read_classes, read_videos
+from zar.train.augment import clip_generator, apply_clip_aug, sample_clip_aug, segment_indices
+from zar.core.errors import UserError
+from zar.core.files import stable_int
 from zar.video import VideoDecodeError, read_video
 
 log = logging.getLogger(__name__)
@@ -32,7 +33,7 @@ class VideoItem:
 
 def load_training_list(videos: str | Path, classes: str | Path, root: str | Path,
                        ext: str | None = None) -> tuple[ClassList, list[VideoItem]]:
-    """The class list and the labelled training videos (formats: zar.splits.formats)."""
+    """The class list and the labelled training videos (formats: zar.core.splitfiles)."""
     class_list = read_classes(classes)
     rows = read_videos(videos, class_list, root, ext)
     unlabelled = [r.video_id for r in rows if r.class_index < 0]
@@ -149,7 +150,7 @@ class TrainClips(Dataset):
                 n = len(self.items)  # another video than the one that failed
                 j = (j + 1 + stable_int(r.seed, "replace", epoch, index, attempt) % max(n - 1, 1)) % n
                 continue
-            g = _gen(r.seed, "aug", epoch, index, attempt)
+            g = clip_generator(r.seed, "aug", epoch, index, attempt)
             aug = sample_clip_aug(frames.shape[1], frames.shape[2], self.image_size, r, g)
             clip = apply_clip_aug(frames, aug, self.image_size, self.mean, self.std, self.interpolation)
             return {"clip": clip, "label": item.label, "position": position, "skipped": skipped}

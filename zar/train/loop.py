@@ -34,7 +34,10 @@ from zar.train.augment import mix_batch, soft_cross_entropy, soft_targets
 from zar.train.data import (Layout, StepBatches, TrainClips, class_prompts, collate, load_training_list,
                             steps_per_epoch, worker_init)
 from zar.train.recipe import Recipe
-from zar.utils import UserError, atomic_write_text, progress, provenance, sha256_file, stable_int, write_json
+from zar.core.errors import UserError
+from zar.core.files import atomic_write_text, sha256_file, stable_int, write_json
+from zar.core.progress import progress
+from zar.core.provenance import provenance
 
 log = logging.getLogger(__name__)
 
@@ -243,7 +246,7 @@ class _Run:
     state files), ``finish`` writes the backbone."""
 
     def __init__(self, job: TrainJob, d: Dist) -> None:
-        from zar.backbone import build_model, parse_spec, register_configs
+        from zar.model.backbone import build_model, parse_spec, register_configs
 
         self.job, self.d, self.recipe, self.out = job, d, job.recipe, Path(job.out)
         recipe = self.recipe

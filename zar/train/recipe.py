@@ -14,8 +14,9 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from zar.fields import from_mapping
-from zar.utils import UserError, read_yaml
+from zar.core.fields import from_mapping
+from zar.core.errors import UserError
+from zar.core.files import read_yaml
 
 
 @dataclass(frozen=True)

@@ -33,7 +33,9 @@ from typing import Any
 import torch
 
 from zar.train.checkpoint import unsafe_globals, write_backbone
-from zar.utils import UserError, provenance, sha256_file
+from zar.core.errors import UserError
+from zar.core.files import sha256_file
+from zar.core.provenance import provenance
 
 log = logging.getLogger(__name__)
 
@@ -109,11 +111,11 @@ def import_vifi(ckpt: str | Path, out: str | Path, base: str = "vitb16_openai") 
     """Write ``out/model.safetensors`` + ``out/model.json``; return the import report."""
     import open_clip
 
-    from zar.backbone import IMAGENET_MEAN, IMAGENET_STD, _auto_quick_gelu, build_model, parse_spec, register_configs
+    from zar.model.backbone import IMAGENET_MEAN, IMAGENET_STD, auto_quick_gelu, build_model, parse_spec, register_configs
 
     spec = parse_spec(base)
     register_configs()
-    quick = _auto_quick_gelu(spec, None)
+    quick = auto_quick_gelu(spec, None)
     target = open_clip.create_model(spec.arch, pretrained=None, force_quick_gelu=quick)
     want = {k: v for k, v in target.state_dict().items() if k != "attn_mask"}
     mapped, origin, extras, unmapped = map_keys(read_checkpoint(ckpt))

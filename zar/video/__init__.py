@@ -25,7 +25,7 @@ Public interface (used by encode, evaluate and train; keep it stable):
 
 Frame i is the i-th frame of a sequential decode (PyAV, the reference). A seeking decoder
 (decord) is used only where it was measured to return exactly that frame
-(``_EXACT_SEEK``, checked against PyAV's sequential decode): h264, VP9, MJPEG and MPEG-4
+(``EXACT_SEEK``, checked against PyAV's sequential decode): h264, VP9, MJPEG and MPEG-4
 part 2 without B-frames in MP4/MOV and Matroska/WebM, and MPEG-4 part 2 without B-frames or
 MJPEG in AVI. Outside it decord returns other frames than asked for, e.g. h264 in AVI (with
 or without B-frames, once there is more than one keyframe: asking for the last frame of a

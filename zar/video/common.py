@@ -10,11 +10,11 @@ BACKENDS = ("decord", "pyav")
 PARTIAL_POLICIES = ("flag", "refuse")
 IMPORT_TIMEOUT = 300.0  # seconds a worker may take to import a decoder (torch is slow on cold disks)
 # MPEG-4 part 2 decoders whose streams may carry packed B-frames (DivX/Xvid in AVI)
-_PACKED_B_CODECS = {"mpeg4", "msmpeg4v1", "msmpeg4v2", "msmpeg4v3", "msmpeg4"}
+PACKED_B_CODECS = {"mpeg4", "msmpeg4v1", "msmpeg4v2", "msmpeg4v3", "msmpeg4"}
 # Where a seeking decoder returns exactly frame i: container (FFmpeg's demuxer name) -> codecs.
 # Measured with decord 0.6.0 against PyAV's sequential decode (every frame, 25 index sets per
 # file); mpeg4 counts only without B-frames. Everything else is read by PyAV.
-_EXACT_SEEK = {
+EXACT_SEEK = {
     "mov,mp4,m4a,3gp,3g2,mj2": {"h264", "mpeg4"},
     "matroska,webm": {"h264", "vp9", "mpeg4", "mjpeg"},
     "avi": {"mpeg4", "mjpeg"},
@@ -22,8 +22,8 @@ _EXACT_SEEK = {
 _ROTATION_PACKETS = 64  # packets decoded at most to find the first frame (and its rotation)
 # a file is partial when fewer frames are readable than it declares, beyond this slack (AVI
 # headers count a few placeholder frames of packed B-frame streams; durations are approximate)
-_PARTIAL_SLACK_FRAMES = 2
-_PARTIAL_SLACK_FRACTION = 0.02
+PARTIAL_SLACK_FRAMES = 2
+PARTIAL_SLACK_FRACTION = 0.02
 
 
 @dataclass(frozen=True)
@@ -43,11 +43,11 @@ class VideoDecodeError(RuntimeError):
         self.reason = reason
 
 
-class _Untrusted(Exception):
+class Untrusted(Exception):
     """This backend's frame indexing cannot be trusted on this file (PyAV takes over)."""
 
 
-class _ShortRead(Exception):
+class ShortRead(Exception):
     """Fewer frames decoded than the demuxer promised; ``args[0]`` is the real count."""
 
 

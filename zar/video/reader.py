@@ -15,10 +15,10 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from zar.video.common import (BACKENDS, IMPORT_TIMEOUT, PARTIAL_POLICIES, VideoDecodeError, VideoInfo, _ShortRead,
-                              _Untrusted)
-from zar.video.sources import _SOURCES, _first_line
-from zar.video.worker import _Timeout, _Worker
+from zar.video.common import (BACKENDS, IMPORT_TIMEOUT, PARTIAL_POLICIES, VideoDecodeError, VideoInfo, ShortRead,
+                              Untrusted)
+from zar.video.backends import BACKEND_READERS, first_line
+from zar.video.worker import WorkerTimeout, Worker
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +55,7 @@ class VideoReader:
         self.isolate, self.short_side, self.threads = isolate, short_side, threads
         self.recycle_after = recycle_after
         self.stats = {"videos": 0, "fallbacks": 0, "timeouts": 0, "restarts": 0}
-        self._worker: _Worker | None = None
+        self._worker: Worker | None = None
         self._shm = None
         self._shm_owner: int | None = None
         self._lock = threading.Lock()
@@ -116,23 +116,23 @@ class VideoReader:
     # -- one attempt
     def _attempt_inline(self, path, backend, indices_fn):
         try:
-            source = _SOURCES[backend](path, self.threads, self.short_side, self.max_short_side)
-        except (VideoDecodeError, _Untrusted) as e:
+            source = BACKEND_READERS[backend](path, self.threads, self.short_side, self.max_short_side)
+        except (VideoDecodeError, Untrusted) as e:
             raise _Failure(e.reason if isinstance(e, VideoDecodeError) else f"not used: {e}") from None
         except Exception as e:
-            raise _Failure(f"{type(e).__name__}: {_first_line(e)}") from None
+            raise _Failure(f"{type(e).__name__}: {first_line(e)}") from None
 
         def read_unique(uniq: list[int], info: VideoInfo) -> np.ndarray:
             try:
                 return np.asarray(source.read(uniq), dtype=np.uint8)
-            except _ShortRead:
+            except ShortRead:
                 raise
-            except _Untrusted as e:
+            except Untrusted as e:
                 raise _Failure(f"not used: {e}") from None
             except VideoDecodeError as e:
                 raise _Failure(e.reason) from None
             except Exception as e:
-                raise _Failure(f"{type(e).__name__}: {_first_line(e)}") from None
+                raise _Failure(f"{type(e).__name__}: {first_line(e)}") from None
 
         try:
             return _read_in_order(source.info, indices_fn, read_unique)
@@ -164,7 +164,7 @@ class VideoReader:
                     shm = self._get_shm(int(payload))
                     kind, payload = worker.call(("put", None, shm.name, shm.size, timeout), deadline)
                 if kind == "short":
-                    raise _ShortRead(int(payload))
+                    raise ShortRead(int(payload))
                 if kind == "error":
                     raise _Failure(payload)
                 # a view of the shared block: _read_in_order copies out of it, in request order
@@ -173,7 +173,7 @@ class VideoReader:
             out = _read_in_order(info, indices_fn, read_unique)
             worker.reads += 1
             return out
-        except _Timeout:
+        except WorkerTimeout:
             self._drop_worker()
             self.stats["timeouts"] += 1
             raise _Failure(f"timed out after {limit:g} s (decoder process killed)") from None
@@ -188,13 +188,13 @@ class VideoReader:
             raise
 
     # -- resources
-    def _get_worker(self) -> _Worker:
+    def _get_worker(self) -> Worker:
         w = self._worker
         if w is not None and (w.owner != os.getpid() or not w.alive() or w.reads >= self.recycle_after):
             self._drop_worker()
             w = None
         if w is None:
-            w = self._worker = _Worker()
+            w = self._worker = Worker()
             self.stats["restarts"] += 1
         return w
 
@@ -232,7 +232,7 @@ def _read_in_order(info: VideoInfo, indices_fn, read_unique) -> tuple[np.ndarray
             return np.zeros((0, info.height, info.width, 3), np.uint8), info
         try:
             unique_frames = read_unique(uniq.tolist(), info)
-        except _ShortRead as e:
+        except ShortRead as e:
             info = dataclasses.replace(info, num_frames=int(e.args[0]), partial=True)
             continue
         try:

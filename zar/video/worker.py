@@ -12,8 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from zar.video.common import VideoDecodeError, _ShortRead, _Untrusted
-from zar.video.sources import _MODULES, _SOURCES, _first_line
+from zar.video.common import VideoDecodeError, ShortRead, Untrusted
+from zar.video.backends import BACKEND_MODULES, BACKEND_READERS, first_line
 
 
 def _attach_shm(name: str):
@@ -30,7 +30,7 @@ def _attach_shm(name: str):
         resource_tracker.register = register
 
 
-def _worker_main(fd: int) -> None:
+def worker_main(fd: int) -> None:
     """Serve open/read requests on the socket ``fd`` until it closes."""
     from multiprocessing.connection import Connection
 
@@ -52,7 +52,7 @@ def _worker_main(fd: int) -> None:
                 if source is not None:
                     source.close()
                 source, held = None, None
-                source = _SOURCES[backend](path, threads, short_side, max_short_side)
+                source = BACKEND_READERS[backend](path, threads, short_side, max_short_side)
                 reply = ("info", source.info)
             elif op in ("read", "put"):
                 if op == "read":
@@ -73,18 +73,18 @@ def _worker_main(fd: int) -> None:
                     source.close()
                     source = None
             elif op == "load":  # import a backend (seconds on a cold disk)
-                __import__(_MODULES[msg[1]])
+                __import__(BACKEND_MODULES[msg[1]])
                 reply = ("loaded", msg[1])
             else:  # "ping"
                 reply = ("pong", os.getpid())
-        except _Untrusted as e:
+        except Untrusted as e:
             reply = ("error", f"not used: {e}")
-        except _ShortRead as e:
+        except ShortRead as e:
             reply = ("short", int(e.args[0]))
         except VideoDecodeError as e:
             reply = ("error", e.reason)
         except Exception as e:  # decoders raise many types; all mean "cannot decode"
-            reply = ("error", f"{type(e).__name__}: {_first_line(e)}")
+            reply = ("error", f"{type(e).__name__}: {first_line(e)}")
         signal.alarm(0)
         try:
             conn.send(reply)
@@ -92,11 +92,11 @@ def _worker_main(fd: int) -> None:
             break
 
 
-class _Timeout(Exception):
+class WorkerTimeout(Exception):
     pass
 
 
-class _Worker:
+class Worker:
     """One decoder process and the socket to it."""
 
     def __init__(self):
@@ -104,9 +104,9 @@ class _Worker:
 
         ours, theirs = socket.socketpair()
         env = dict(os.environ)
-        root = str(Path(__file__).resolve().parent.parent)
+        root = str(Path(__file__).resolve().parents[2])  # the folder holding the zar package
         env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-        code = "import sys; from zar.video.worker import _worker_main; _worker_main(int(sys.argv[1]))"
+        code = "import sys; from zar.video.worker import worker_main; worker_main(int(sys.argv[1]))"
         self.proc = subprocess.Popen(
             [sys.executable, "-c", code, str(theirs.fileno())],
             pass_fds=(theirs.fileno(),), env=env, stdin=subprocess.DEVNULL,
@@ -128,7 +128,7 @@ class _Worker:
         self.conn.send(msg)
         remaining = deadline - time.monotonic()
         if remaining <= 0 or not self.conn.poll(remaining):
-            raise _Timeout()
+            raise WorkerTimeout()
         return self.conn.recv()
 
     def kill(self) -> None:

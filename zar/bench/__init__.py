@@ -1,0 +1,1 @@
+"""Layer 7: `zar bench`: speed figures, printed."""

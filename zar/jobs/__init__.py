@@ -1,0 +1,1 @@
+"""Layer 8: one module per `zar` verb, each only wiring."""

@@ -1,0 +1,1 @@
+"""Layer 2: the paper's method, readable in one folder."""

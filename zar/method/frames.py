@@ -1,0 +1,152 @@
+"""The frames one video's views and inference clip need: which indices (a plan), read in one
+batched call, resized and cropped (docs/protocol.md §3.1, §3.6). Runs in reader workers.
+
+Per video: ONE batched read of the union of frame indices of all views and the inference
+clip; each frame is resized once for the views; the inference clip's frames are resized to
+the image size and centre-cropped (``views.preprocess: vifi``: ViFi-CLIP's evaluation
+pipeline instead, see :func:`vifi_resize_crop`).
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from zar.method import views as V
+from zar.model.backbone import Preprocess
+from zar.core.splitfiles import VideoRow
+from zar.video import VideoDecodeError, VideoInfo, read_video
+
+
+@dataclass
+class FramePlan:
+    num_frames: int
+    clips: dict[tuple[int, int], np.ndarray]  # (rate, sample) -> T indices
+    infer: np.ndarray  # T indices of the inference clip
+    view_frames: np.ndarray  # sorted unique indices used by the views
+
+    @classmethod
+    def make(cls, num_frames: int, cfg: V.ViewConfig, video_id: str) -> "FramePlan":
+        clips = V.all_clip_indices(num_frames, cfg, video_id)
+        infer = V.inference_indices(num_frames, cfg.infer_frames)
+        view_frames = np.unique(np.concatenate(list(clips.values()) or [np.zeros(0, np.int64)]))
+        return cls(num_frames, clips, infer, view_frames)
+
+    def read_indices(self) -> np.ndarray:
+        return np.concatenate([self.view_frames, self.infer])
+
+
+def resize_short(frames: torch.Tensor, short: int, interpolation: str = "bicubic",
+                 antialias: bool = True) -> torch.Tensor:
+    """uint8 (N,3,H,W) -> uint8 with the short side resized to ``short`` (antialiased unless asked not to)."""
+    from torchvision.transforms.v2 import InterpolationMode
+    from torchvision.transforms.v2 import functional as TF
+
+    h, w = frames.shape[-2:]
+    nh, nw = V.resized_shape(h, w, short)
+    if (nh, nw) == (h, w):
+        return frames
+    mode = {"bicubic": InterpolationMode.BICUBIC, "bilinear": InterpolationMode.BILINEAR}[interpolation]
+    return TF.resize(frames, [nh, nw], interpolation=mode, antialias=antialias)
+
+
+def vifi_resize_crop(frames: torch.Tensor, short: int, size: int) -> torch.Tensor:
+    """ViFi-CLIP's evaluation pipeline on uint8 (N,3,H,W) frames: mmaction's ``Resize(scale=(-1,
+    short))`` (the short side to ``short``, each side ``int(side * factor + 0.5)``; bilinear with
+    half-pixel centres, no antialiasing, as OpenCV's INTER_LINEAR, rounded to uint8) then
+    ``CenterCrop(size)`` (top-left at ``(side - size) // 2``)."""
+    h, w = frames.shape[-2:]
+    f = short / min(h, w)
+    nh, nw = int(h * f + 0.5), int(w * f + 0.5)
+    if (nh, nw) != (h, w):
+        x = torch.nn.functional.interpolate(frames.float(), size=(nh, nw), mode="bilinear", align_corners=False,
+                                            antialias=False)
+        frames = x.round_().clamp_(0, 255).to(torch.uint8)
+    top, left = (nh - size) // 2, (nw - size) // 2
+    return frames[..., top:top + size, left:left + size]
+
+
+def crop(frames: torch.Tensor, size: int, position: str) -> torch.Tensor:
+    h, w = frames.shape[-2:]
+    top, left, ch, cw = V.crop_box(h, w, size, position)
+    return frames[..., top:top + ch, left:left + cw]
+
+
+def prepare_video(row: VideoRow, cfg: V.ViewConfig, pre: Preprocess, backend: str = "decord",
+                  timeout: float = 120.0) -> dict[str, Any]:
+    """Read and resize the frames one video needs (runs in a reader worker).
+
+    Returns ``{"video_id", "plan", "view_frames" (U,3,h,w) uint8 at the view short side,
+    "infer_frames" (T,3,S,S) uint8 centre crops, "num_frames", "fps", "partial",
+    "frames_read", "frames_declared"}``, or ``{"video_id", "error"}``. ``partial`` is True
+    when the file is damaged or truncated: the views then cover the ``frames_read`` frames
+    that decode, of ``frames_declared`` the container announces (None: it gives no count).
+    Sources larger than the view short side are scaled down by the decoder (memory does not
+    grow with the source resolution); smaller ones are read as they are.
+    """
+    holder: dict[str, FramePlan] = {}
+    short = cfg.view_short_side(pre.image_size)
+
+    def indices_fn(info: VideoInfo):
+        holder["plan"] = FramePlan.make(info.num_frames, cfg, row.video_id)
+        return holder["plan"].read_indices()
+
+    try:
+        frames, info = read_video(row.path, indices_fn, backend=backend, timeout=timeout, max_short_side=short)
+    except VideoDecodeError as e:
+        return {"video_id": row.video_id, "error": e.reason}
+    plan = holder["plan"]
+    if info.num_frames != plan.num_frames:  # the reader found fewer frames than the header said
+        plan = FramePlan.make(info.num_frames, cfg, row.video_id)
+        try:
+            frames, info = read_video(row.path, lambda _i: plan.read_indices(), backend=backend, timeout=timeout,
+                                      max_short_side=short)
+        except VideoDecodeError as e:
+            return {"video_id": row.video_id, "error": e.reason}
+    t = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2)  # N,3,H,W uint8
+    nv = len(plan.view_frames)
+    vifi = cfg.preprocess == "vifi"
+    view_frames = resize_short(t[:nv], short, pre.interpolation, antialias=not vifi) if nv else t[:0]
+    if vifi:
+        infer = vifi_resize_crop(t[nv:], short, pre.image_size).contiguous()
+    else:
+        infer = crop(resize_short(t[nv:], pre.image_size, pre.interpolation), pre.image_size, "center").contiguous()
+    return {"video_id": row.video_id, "plan": plan, "view_frames": view_frames.contiguous(),
+            "infer_frames": infer, "num_frames": info.num_frames, "fps": info.fps,
+            "partial": bool(info.partial), "frames_read": info.num_frames, "frames_declared": info.declared_frames}
+
+
+class _PrepareDataset(torch.utils.data.Dataset):
+    def __init__(self, rows: list[VideoRow], cfg: V.ViewConfig, pre: Preprocess, backend: str, timeout: float):
+        self.rows, self.cfg, self.pre, self.backend, self.timeout = rows, cfg, pre, backend, timeout
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        t0 = time.perf_counter()
+        out = prepare_video(self.rows[i], self.cfg, self.pre, self.backend, self.timeout)
+        out["read_seconds"] = time.perf_counter() - t0
+        return out
+
+
+def iter_prepared(rows: list[VideoRow], cfg: V.ViewConfig, pre: Preprocess, backend: str = "decord",
+                  timeout: float = 120.0, workers: int = 0, pin_memory: bool = False):
+    """Prepared videos in list order; reading runs ahead in ``workers`` processes. With
+    ``pin_memory`` (CUDA) the frames come in page-locked memory, so copies to the GPU are
+    asynchronous (the DataLoader pins them in a background thread)."""
+    ds = _PrepareDataset(rows, cfg, pre, backend, timeout)
+    loader = torch.utils.data.DataLoader(
+        ds, batch_size=None, shuffle=False, num_workers=workers,
+        prefetch_factor=2 if workers > 0 else None, persistent_workers=False, pin_memory=pin_memory,
+    )
+    yield from loader
+
+
+def partial_record(row: VideoRow, prepared: dict[str, Any]) -> dict[str, Any]:
+    """What a result records of a video evaluated on the frames of a damaged or truncated file."""
+    return {"video_id": row.video_id, "path": row.path, "frames_read": int(prepared["frames_read"]),
+            "frames_declared": prepared["frames_declared"]}

@@ -1,0 +1,164 @@
+"""Per-video prediction records and the summary every result file carries.
+
+Predictions are appended as JSON lines while a run progresses (``<out>.jsonl.part``), so a
+crashed run resumes where it stopped; the finished run renames them to ``<out>.jsonl`` and
+writes the summary ``<out>`` atomically.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from zar.core.metrics import accuracy_summary
+from zar.method.tpt import TuneResult
+from zar.core.errors import UserError
+from zar.core.files import sha256_file, to_json, write_json
+from zar.core.provenance import provenance
+
+log = logging.getLogger(__name__)
+
+
+def top5(logits: torch.Tensor) -> list[int]:
+    k = min(5, logits.numel())
+    # stable: ties go to the lower class index, as in metrics.topk_hits
+    order = np.argsort(-logits.detach().double().cpu().numpy(), kind="stable")[:k]
+    return [int(i) for i in order]
+
+
+def record(video_id: str, label: int, result: TuneResult, method: str) -> dict[str, Any]:
+    rec = {
+        "video_id": video_id,
+        "label": int(label),
+        "top5_before": top5(result.logits_before),
+        "top5_after": top5(result.logits_after),
+        "top5_ensemble": top5(result.logits_ensemble),
+        "kept_views": result.kept,
+        "loss": result.loss,
+        "seconds": round(result.seconds, 4),
+        "logits_before": [round(float(x), 5) for x in result.logits_before.tolist()],
+        "logits_after": [round(float(x), 5) for x in result.logits_after.tolist()],
+        "logits_ensemble": [round(float(x), 5) for x in result.logits_ensemble.tolist()],
+    }
+    if method == "vanilla":
+        rec["kept_views"] = []
+    return rec
+
+
+class PredictionLog:
+    """Append-only JSON lines with resume: ``done`` holds the records already written."""
+
+    def __init__(self, out_jsonl: Path, fingerprint: str, resume: bool = True):
+        self.final = Path(out_jsonl)
+        self.part = self.final.with_name(self.final.name + ".part")
+        self.final.parent.mkdir(parents=True, exist_ok=True)
+        self.fingerprint = fingerprint
+        self.done: dict[str, dict] = {}
+        if resume and self.part.exists():
+            with open(self.part, encoding="utf-8") as f:
+                first = f.readline()
+                try:
+                    same = json.loads(first).get("_fingerprint") == fingerprint
+                except (json.JSONDecodeError, AttributeError):
+                    same = False
+                if not same:
+                    log.warning("%s was written with other inputs or settings: starting over", self.part)
+                else:
+                    for line in f:
+                        try:
+                            rec = json.loads(line)
+                        except json.JSONDecodeError:
+                            break  # a torn last line from a crash: drop it and what follows
+                        self.done[rec["video_id"]] = rec
+                    log.info("resuming: %d predictions already in %s", len(self.done), self.part)
+        self._write_clean()
+        self._f = open(self.part, "a", encoding="utf-8")
+
+    def _write_clean(self) -> None:
+        tmp = self.part.with_name(self.part.name + ".tmp")
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(json.dumps({"_fingerprint": self.fingerprint}) + "\n")
+            for rec in self.done.values():
+                f.write(to_json(rec, indent=None))
+        os.replace(tmp, self.part)
+
+    def add(self, rec: dict) -> None:
+        self._f.write(to_json(rec, indent=None))
+        self._f.flush()
+        self.done[rec["video_id"]] = rec
+
+    def finish(self, order: list[str]) -> list[dict]:
+        """Rewrite the records in list order under the final name; return them."""
+        self._f.close()
+        recs = [self.done[v] for v in order if v in self.done]
+        tmp = self.final.with_name(self.final.name + ".tmp")
+        with open(tmp, "w", encoding="utf-8") as f:
+            for rec in recs:
+                f.write(to_json(rec, indent=None))
+        os.replace(tmp, self.final)
+        self.part.unlink(missing_ok=True)
+        return recs
+
+
+def fingerprint(*parts: Any) -> str:
+    """A short hash of everything that determines the predictions (inputs and settings)."""
+    import hashlib
+
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def summarise(records: list[dict], n_classes: int, method: str) -> dict[str, Any]:
+    """Accuracy after tuning (the method's result), before it (the initial prompt: vanilla
+    CLIP on the inference clip) and of the ensemble (the inference clip and the views averaged
+    under the initial prompt: what the views give without tuning)."""
+    labels = np.array([r["label"] for r in records], dtype=np.int64)
+    out: dict[str, Any] = {}
+    for when in ("after", "before", "ensemble"):
+        scores = np.array([r[f"logits_{when}"] for r in records], dtype=np.float64).reshape(len(records), n_classes)
+        out[when] = accuracy_summary(scores, labels, n_classes)
+    main = out["after"] if method == "zar" else out["before"]
+    return {
+        "top1": main["top1"], "top5": main["top5"], "mean_class_acc": main["mean_class_acc"],
+        "top1_before_tuning": out["before"]["top1"], "top5_before_tuning": out["before"]["top5"],
+        "top1_ensemble": out["ensemble"]["top1"], "top5_ensemble": out["ensemble"]["top5"],
+        "per_class_top1": [c["top1"] for c in main["per_class"]],
+        "per_class_top1_before_tuning": [c["top1"] for c in out["before"]["per_class"]],
+        "per_class_n": [c["n"] for c in main["per_class"]],
+        "mean_seconds_per_video": float(np.mean([r["seconds"] for r in records])) if records else None,
+    }
+
+
+def write_summary(out: Path, *, method: str, records: list[dict], n_listed: int, skipped: list[dict],
+                  class_names: list[str], inputs: dict[str, str | None], settings: dict, backbone: dict,
+                  predictions: Path, partial: list[dict] | None = None, extra: dict | None = None) -> dict[str, Any]:
+    """The result file: every metric, the counts, what was skipped and why, the videos
+    evaluated on the frames of a damaged or truncated file, inputs, settings."""
+    if not records:
+        reasons = sorted({s["reason"] for s in skipped})[:3]
+        raise UserError(f"{out}: none of the {n_listed} listed videos could be evaluated ({len(skipped)} skipped, "
+                        f"e.g. {'; '.join(reasons) or 'no reason recorded'}); no result written")
+    summary = {
+        "method": method,
+        **summarise(records, len(class_names), method),
+        "n_evaluated": len(records),
+        "n_listed": n_listed,
+        "n_skipped": len(skipped),
+        "skipped": skipped,
+        "n_partial": len(partial or []),
+        "partial": partial or [],
+        "classes": class_names,
+        "inputs": {k: {"path": v, "sha256": sha256_file(v) if v and Path(v).is_file() else None}
+                   for k, v in inputs.items()},
+        "predictions": str(predictions),
+        "settings": settings,
+        "backbone": backbone,
+        **(extra or {}),
+        "provenance": provenance(),
+    }
+    write_json(out, summary)
+    return summary

@@ -1,0 +1,1 @@
+"""Layer 1: the backbone (spec, weights, build, preprocessing, autocast)."""
