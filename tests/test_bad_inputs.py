@@ -119,14 +119,14 @@ def test_every_bad_video_is_skipped_with_its_reason_in_time(videos):
     elapsed = time.monotonic() - t0
     assert elapsed < 120, elapsed
     cache = load_cache(out)
-    reasons = {s["video_id"]: s["reason"] for s in cache["skipped"]}
-    assert sorted(cache["video_ids"]) == ["green", "red", "truncated"]
+    reasons = {s["video_id"]: s["reason"] for s in cache.skipped}
+    assert sorted(cache.video_ids) == ["green", "red", "truncated"]
     assert set(reasons) == {v for v, why in videos["bad"].items() if why}
     for vid, why in videos["bad"].items():
         if why:
             assert why in reasons[vid], (vid, reasons[vid])
-    assert len(cache["video_ids"]) + len(cache["skipped"]) == cache["n_in_shards"] == 9
-    assert [p["video_id"] for p in cache["partial"]] == ["truncated"]
+    assert len(cache.video_ids) + len(cache.skipped) == cache.n_in_shards == 9
+    assert [p["video_id"] for p in cache.partial] == ["truncated"]
     summary = json.loads(out.with_suffix(".json").read_text())
     assert summary["n_encoded"] + summary["n_skipped"] == summary["n_in_shard"] == 9
     # the result says which videos it evaluated on the frames of a damaged file, and accounts for all
@@ -147,10 +147,10 @@ def test_a_partial_file_is_read_with_the_partial_flag(videos, tiny_model):
     _, pre = tiny_model
     cfg = V.ViewConfig()
     cut = prepare_video(VideoRow("truncated", str(videos["root"] / "truncated.mp4"), "red", 0), cfg, pre)
-    assert cut["partial"] is True and cut["frames_declared"] == 100
-    assert 0 < cut["frames_read"] < 60 and cut["frames_read"] == cut["num_frames"] == cut["plan"].num_frames
+    assert cut.partial is True and cut.frames_declared == 100
+    assert 0 < cut.frames_read < 60 and cut.frames_read == cut.num_frames == cut.plan.num_frames
     good = prepare_video(VideoRow("red", str(videos["root"] / "red.mp4"), "red", 0), cfg, pre)
-    assert good["partial"] is False and good["frames_read"] == good["frames_declared"] == 24
+    assert good.partial is False and good.frames_read == good.frames_declared == 24
 
 
 def test_sigkilled_encode_with_a_corrupt_part_resumes_to_the_same_cache(videos, caplog):
@@ -187,9 +187,9 @@ def test_sigkilled_encode_with_a_corrupt_part_resumes_to_the_same_cache(videos, 
         assert zar([*args, "--out", str(out)]) == 0
     assert f"removing corrupt chunk {kept[0]}" in caplog.text
     a, b = load_cache(ref), load_cache(out)
-    assert a["video_ids"] == b["video_ids"] and a["skipped"] == b["skipped"]
+    assert a.video_ids == b.video_ids and a.skipped == b.skipped
     for key in ("views", "infer", "num_frames", "position"):
-        assert torch.equal(a[key], b[key]), key
+        assert torch.equal(getattr(a, key), getattr(b, key)), key
     assert not parts.exists()
 
 

@@ -28,10 +28,10 @@ def test_the_registry_holds_every_dataset_and_its_rules():
     assert D.with_role("zeroshot") == ("k600", "ucf101", "hmdb51") and D.with_role("b2n") == ("k400", "ucf101",
                                                                                                 "hmdb51")
     # the class-text rules, as docs/protocol.md §2 writes them
-    assert formats.class_text("ucf101", "ApplyEyeMakeup") == "apply eye makeup"
-    assert formats.class_text("ucf101", "YoYo") == "yo yo"
-    assert formats.class_text("hmdb51", "kick_ball") == "kick ball"
-    assert formats.class_text("k400", "passing American football (in game)") == "passing American football (in game)"
+    assert D.class_text("ucf101", "ApplyEyeMakeup") == "apply eye makeup"
+    assert D.class_text("ucf101", "YoYo") == "yo yo"
+    assert D.class_text("hmdb51", "kick_ball") == "kick ball"
+    assert D.class_text("k400", "passing American football (in game)") == "passing American football (in game)"
     counts = D.expected_counts()
     assert counts["k600/zeroshot/split2/test.csv"] == 14078 and counts["hmdb51/b2n/base/train_s3.csv"] == 26 * 16
     assert len(counts) == 47  # every class and video list of splits/ (README and manifest aside)
@@ -40,8 +40,8 @@ def test_the_registry_holds_every_dataset_and_its_rules():
 def _toy_splits(root: Path) -> Path:
     names = ["BrushTeeth", "JumpRope", "YoYo"]
     (root / "toy/zeroshot/split1").mkdir(parents=True)
-    files = {"toy/classes.csv": formats.classes_csv("toy", names),
-             "toy/zeroshot/split1/classes.csv": formats.classes_csv("toy", names),
+    files = {"toy/classes.csv": D.classes_csv("toy", names),
+             "toy/zeroshot/split1/classes.csv": D.classes_csv("toy", names),
              "toy/zeroshot/split1/test.csv": formats.videos_csv(
                  formats.VideoRow(f"v_{n}_{i}", f"{n}/v_{n}_{i}.avi", n, k) for k, n in enumerate(names)
                  for i in range(2))}
@@ -53,7 +53,7 @@ def _toy_splits(root: Path) -> Path:
 
 def test_a_new_dataset_is_one_registry_entry(toy, tmp_path, capsys):
     # the split files: its text rule, and a folder in the layout passes the audit
-    assert formats.class_text("toy", "BrushTeeth") == "brush teeth"
+    assert D.class_text("toy", "BrushTeeth") == "brush teeth"
     splits = _toy_splits(tmp_path / "splits")
     assert zar(["splits", "audit", "--splits", str(splits), "--expect", "demo"]) == 0
     # the download and decode verbs know it (and its sources)
@@ -90,13 +90,13 @@ def test_the_demo_gives_a_new_dataset_its_role(toy):
     from zar.data import demo
 
     files = demo.build_split_files(demo.DemoConfig())
-    for rel in ("toy/classes.csv", formats.zeroshot_list("toy", 2, "test"), formats.b2n_train_list("toy", 3),
-                formats.b2n_list("toy", "novel", "classes")):
+    for rel in ("toy/classes.csv", D.zeroshot_list("toy", 2, "test"), D.b2n_train_list("toy", 3),
+                D.b2n_list("toy", "novel", "classes")):
         assert rel in files, rel
     classes = files["toy/classes.csv"].splitlines()[1:]
     name = classes[0].split(",")[1]
     assert name[0].isupper() and " " not in name  # CamelCase, as the toy entry declares
-    row = files[formats.zeroshot_list("toy", 1, "test")].splitlines()[1].split(",")
+    row = files[D.zeroshot_list("toy", 1, "test")].splitlines()[1].split(",")
     assert row[1] == f"{row[2]}/{row[0]}.avi" and row[0].startswith(f"v_{row[2]}_g")  # class folders
     pools = demo.design_classes(demo.DemoConfig())["pools"]
     assert set(pools) == {"toy", "k600", "ucf101", "hmdb51"}

@@ -11,7 +11,7 @@ import pytest
 
 from zar.data import demo
 from zar.cli import main
-from zar.data.decode import output_path
+from zar.data.layout import output_path
 from zar.core.errors import UserError
 
 # a small dataset for the tests that render videos (the default one is used for split files)

@@ -239,9 +239,9 @@ def test_bf16_image_tower_gives_the_demo_s_predictions(demo_cfg, tmp_path, monke
         scale = float(load_file(meta["backbone"]["pretrained"])["logit_scale"].exp())
         bound = scale * EPS
         fp32, low = load_cache(demo_cache), load_cache(cache)
-        assert low["video_ids"] == fp32["video_ids"] and low["image_precision"] == "bf16"
+        assert low.video_ids == fp32.video_ids and low.image_precision == "bf16"
         for key in ("views", "infer"):
-            assert (low[key] - fp32[key]).norm(dim=-1).max() <= EPS, key
+            assert (getattr(low, key) - getattr(fp32, key)).norm(dim=-1).max() <= EPS, key
         for i, path in enumerate(paths):
             out = rerun(path, tmp_path / dataset / f"split{i}" / "split.json", embeddings=[str(cache)])
             summary = json.loads(out.read_text())

@@ -62,7 +62,7 @@ def test_dedup_encoding_equals_naive_per_view(tiny_model, make_video):
     views, infer = VideoEncoder(model, pre, cfg, batch_size=37).encode(prepared)
     with av.open(str(path)) as c:
         frames = [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
-    assert prepared["num_frames"] == len(frames) == 30
+    assert prepared.num_frames == len(frames) == 30
     mean = torch.tensor(pre.mean).view(3, 1, 1)
     std = torch.tensor(pre.std).view(3, 1, 1)
 
@@ -98,16 +98,16 @@ def test_encode_tune_equals_evaluate_and_counts_skips(dataset):
     cache = d["tmp"] / "emb.pt"
     assert zar(["encode", *common, "--out", str(cache), *FAST]) == 0
     data = load_cache(cache)
-    assert len(data["video_ids"]) == 6 and data["views"].shape[:2] == (6, 48)
-    assert sorted(s["video_id"] for s in data["skipped"]) == ["broken", "empty", "gone"]
-    assert all(s["reason"] for s in data["skipped"])
+    assert len(data.video_ids) == 6 and data.views.shape[:2] == (6, 48)
+    assert sorted(s["video_id"] for s in data.skipped) == ["broken", "empty", "gone"]
+    assert all(s["reason"] for s in data.skipped)
     out = d["tmp"] / "tune" / "split1.json"
     assert zar(["tune", "--embeddings", str(cache), "--videos", str(d["videos"]), "--classes", str(d["classes"]),
                 "--backbone", "tiny", "--method", "zar", "--out", str(out), *FAST]) == 0
     ev = d["tmp"] / "ev"
     assert zar(["evaluate", *common, "--classes", str(d["classes"]), "--method", "zar", "--out", str(ev), *FAST]) == 0
     a, b = _preds(out.with_suffix(".jsonl")), _preds(ev / "predictions.jsonl")
-    assert list(a) == list(b) == data["video_ids"]
+    assert list(a) == list(b) == data.video_ids
     for vid in a:
         assert a[vid]["kept_views"] == b[vid]["kept_views"]
         assert np.allclose(a[vid]["logits_after"], b[vid]["logits_after"], atol=1e-4)
@@ -206,7 +206,7 @@ def test_encode_resumes_after_a_crash(dataset, monkeypatch):
     zar([*args, "--out", str(out)])
     assert calls["n"] == -100 + 4  # the first chunk (2 videos) was kept; the other 4 were encoded again
     a, b = load_cache(ref), load_cache(out)
-    assert a["video_ids"] == b["video_ids"] and torch.equal(a["views"], b["views"]) and a["skipped"] == b["skipped"]
+    assert a.video_ids == b.video_ids and torch.equal(a.views, b.views) and a.skipped == b.skipped
     assert not out.with_name(out.name + ".parts").exists()
 
 
@@ -253,7 +253,7 @@ def test_reader_workers_give_the_same_embeddings(dataset):
         zar(["encode", "--videos", str(d["videos"]), "--root", str(d["root"]), "--backbone", "tiny",
              "--out", str(out), "--set", f"run.workers={w}"])
         outs.append(load_cache(out))
-    assert outs[0]["video_ids"] == outs[1]["video_ids"] and torch.allclose(outs[0]["views"], outs[1]["views"], atol=1e-6)
+    assert outs[0].video_ids == outs[1].video_ids and torch.allclose(outs[0].views, outs[1].views, atol=1e-6)
 
 
 def _list(path, rows):
@@ -278,7 +278,7 @@ def test_one_encoding_serves_every_list_that_shares_its_videos(dataset):
     assert zar(["encode", "--videos", str(b), "--out", str(alone), "--root", str(d["root"]), *base]) == 0
     cache = load_cache(union)
     ids_a = [r[0] for r in map(lambda x: x.split(","), a.read_text().splitlines()[1:])]
-    assert cache["n_union"] == len(set(ids_a) | {r[0] for r in b_rows})
+    assert cache.n_union == len(set(ids_a) | {r[0] for r in b_rows})
     outs = []
     for emb in (union, alone):
         out = d["tmp"] / f"b_from_{emb.stem}.json"
@@ -308,9 +308,9 @@ def test_inference_clip_has_its_own_frame_count(dataset):
     zar(["encode", *base, "--out", str(t16)])
     zar(["encode", *base, "--out", str(only), "--set", "views.samples_per_rate=0", "--set", "views.infer_frames=32"])
     a, b, c = load_cache(t8), load_cache(t16), load_cache(only)
-    assert a["views_config"]["infer_frames"] == 16 and torch.equal(a["infer"], b["infer"])
-    assert not torch.allclose(a["views"], b["views"])
-    assert c["views"].shape[1] == 0 and not torch.allclose(c["infer"], b["infer"])
+    assert a.views_config["infer_frames"] == 16 and torch.equal(a.infer, b.infer)
+    assert not torch.allclose(a.views, b.views)
+    assert c.views.shape[1] == 0 and not torch.allclose(c.infer, b.infer)
     out = d["tmp"] / "van32.json"
     assert zar(["tune", "--embeddings", str(only), "--videos", str(d["videos"]), "--classes", str(d["classes"]),
                 "--out", str(out), "--method", "vanilla", "--set", "views.samples_per_rate=0",

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 
 from zar.method import views as V
 from zar.method.encoder import VideoEncoder
-from zar.method.frames import FramePlan, crop, resize_short
+from zar.method.frames import FramePlan, PreparedVideo, Unreadable, crop, resize_short
 from zar.method.tpt import TuneConfig, Tuner
 
 U = 2.0 ** -8
@@ -31,7 +31,7 @@ COLOURS = {"red": (230, 30, 30), "green": (30, 200, 30), "blue": (30, 30, 230), 
            "cyan": (30, 220, 220), "magenta": (220, 30, 220), "white": (240, 240, 240), "orange": (240, 140, 20)}
 
 
-def synthetic_prepared(video_id: str, cfg: V.ViewConfig, pre, n: int, colour, seed: int) -> dict:
+def synthetic_prepared(video_id: str, cfg: V.ViewConfig, pre, n: int, colour, seed: int) -> PreparedVideo:
     """What `prepare_video` returns, made without a decoder: a coloured square moving over
     noise, frames at the view short side (4:3), the inference clip centre-cropped."""
     rng = np.random.default_rng(seed)
@@ -45,12 +45,12 @@ def synthetic_prepared(video_id: str, cfg: V.ViewConfig, pre, n: int, colour, se
     t = torch.from_numpy(frames).permute(0, 3, 1, 2).contiguous()
     plan = FramePlan.make(n, cfg, video_id)
     infer = crop(resize_short(t[torch.from_numpy(plan.infer)], pre.image_size), pre.image_size, "center")
-    return {"video_id": video_id, "plan": plan, "view_frames": t[torch.from_numpy(plan.view_frames)].contiguous(),
-            "infer_frames": infer.contiguous(), "num_frames": n}
+    return PreparedVideo(video_id, plan, t[torch.from_numpy(plan.view_frames)].contiguous(), infer.contiguous(), n,
+                         fps=15.0, partial=False, frames_read=n, frames_declared=n)
 
 
-def images_of(prepared: dict, cfg: V.ViewConfig) -> int:
-    return len(prepared["plan"].view_frames) * cfg.crops + len(prepared["plan"].infer)
+def images_of(prepared: PreparedVideo, cfg: V.ViewConfig) -> int:
+    return len(prepared.plan.view_frames) * cfg.crops + len(prepared.plan.infer)
 
 
 @pytest.fixture
@@ -64,13 +64,13 @@ def videos(tiny_model):
 def batch_sizes(monkeypatch) -> list[int]:
     """Record the size of every image batch the encoder runs."""
     sizes: list[int] = []
-    real = VideoEncoder._encode_batch
+    real = VideoEncoder.encode_batch
 
     def recording(self, images):
         sizes.append(int(images.shape[0]))
         return real(self, images)
 
-    monkeypatch.setattr(VideoEncoder, "_encode_batch", recording)
+    monkeypatch.setattr(VideoEncoder, "encode_batch", recording)
     return sizes
 
 
@@ -80,12 +80,12 @@ def test_stream_equals_one_video_at_a_time_with_full_batches(tiny_model, videos,
     alone = VideoEncoder(model, pre, cfg, batch_size=100_000)  # one batch per video
     expected = [alone.encode(p) for p in prepared]
     items = [(i, p) for i, p in enumerate(prepared)]
-    items.insert(3, ("bad", {"video_id": "bad", "error": "cannot open"}))
+    items.insert(3, ("bad", Unreadable("bad", "cannot open")))
     sizes = batch_sizes(monkeypatch)
     out = list(VideoEncoder(model, pre, cfg, batch_size=50).stream(iter(items)))
     assert [k for k, *_ in out] == [k for k, _ in items]  # in order, the unreadable one in its place
     bad = out[3]
-    assert bad[1]["error"] == "cannot open" and bad[2] is None and bad[3] is None
+    assert bad[1].error == "cannot open" and bad[2] is None and bad[3] is None
     good = [o for o in out if o[0] != "bad"]
     for (_, _, views, infer), (v_ref, i_ref) in zip(good, expected):
         assert views.shape == v_ref.shape == (cfg.n_views, 64)
@@ -127,9 +127,9 @@ def test_bf16_image_tower_within_bf16_precision(tiny_model):
     assert (va - vb).norm(dim=-1).max() <= EPS and (ia - ib).norm(dim=-1).max() <= EPS
     assert not torch.equal(va, vb)  # the bf16 tower did run in bf16
     # the frame features themselves, before any averaging
-    frames = torch.cat([p["infer_frames"] for p in prepared[:8]])
-    fa = F.normalize(fp32._encode_images(frames), dim=-1)
-    fb = F.normalize(bf16._encode_images(frames), dim=-1)
+    frames = torch.cat([p.infer_frames for p in prepared[:8]])
+    fa = F.normalize(fp32.encode_images(frames), dim=-1)
+    fb = F.normalize(bf16.encode_images(frames), dim=-1)
     assert (fa - fb).norm(dim=-1).max() <= EPS
     # logits (the tiny random model predicts one class for all of these videos, so predictions
     # are compared on the demo's fine-tuned model: test_demo_method.py)

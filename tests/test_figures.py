@@ -249,16 +249,17 @@ def _split_list(path, rows):
 
 
 def test_tsne_verb_reads_one_encoding_and_the_lists_naming_the_classes(tmp_path):
-    from zar.method.cache import FORMAT, HEADER_KEYS, save_cache
+    from zar.method.cache import FORMAT, HEADER_KEYS, EmbeddingCache
     from zar.report.figures import tsne_points
 
     rng = np.random.default_rng(3)
     a = _split_list(tmp_path / "a.csv", [("v0", "jump", 0), ("v1", "run", 1), ("v2", "run", 1)])
     b = _split_list(tmp_path / "b.csv", [("v2", "run", 0), ("v3", "swim", 1), ("v4", "run", 0)])
     emb = torch.nn.functional.normalize(torch.tensor(rng.normal(size=(5, 8)), dtype=torch.float32), dim=-1)
-    header = {k: None for k in HEADER_KEYS}
-    header["format"] = FORMAT
-    save_cache(tmp_path / "e.pt", {**header, "video_ids": ["v4", "v3", "v2", "v1", "v0"], "infer": emb.flip(0)})
+    header = {**{k: None for k in HEADER_KEYS}, "format": FORMAT}
+    EmbeddingCache(**header, video_ids=["v4", "v3", "v2", "v1", "v0"], infer=emb.flip(0), views=torch.zeros(5, 0, 8),
+                   num_frames=torch.zeros(5), position=torch.arange(5), skipped=[], partial=[], n_in_shards=5,
+                   seconds=0.0).save(tmp_path / "e.pt")
     x, names, ids = tsne_points([str(tmp_path / "e.pt")], [a, b])
     assert ids == ["v0", "v1", "v2", "v3", "v4"]  # v2 is in both splits: once
     assert names == ["jump", "run", "run", "swim", "run"]

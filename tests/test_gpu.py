@@ -44,8 +44,7 @@ def test_encoding_on_cuda_matches_cpu(models, tmp_path, precision):
     cfg = ViewConfig(crops=9)
     prepared = prepare_video(VideoRow("v", str(path), class_index=0), cfg, pre)
     v_cpu, i_cpu = VideoEncoder(cpu, pre, cfg, "cpu").encode(prepared)
-    pinned = {**prepared, "view_frames": prepared["view_frames"].pin_memory(),
-              "infer_frames": prepared["infer_frames"].pin_memory()}  # as the reader's DataLoader gives them
+    pinned = prepared.pin_memory()  # as the reader's DataLoader gives them
     v_gpu, i_gpu = VideoEncoder(gpu, pre, cfg, "cuda", precision=precision).encode(pinned)
     assert v_gpu.dtype == torch.float32 and v_gpu.shape == v_cpu.shape == (144, 64)
     assert (v_gpu - v_cpu).norm(dim=-1).max() <= EPS
@@ -114,7 +113,7 @@ def test_image_attention_uses_a_fused_kernel_on_cuda(models, precision):
     enc = VideoEncoder(gpu, pre, ViewConfig(), "cuda", precision=precision)
     images = torch.randint(0, 256, (8, 3, pre.image_size, pre.image_size), dtype=torch.uint8)
     with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
-        enc._encode_images(images)
+        enc.encode_images(images)
         torch.cuda.synchronize()
     names = {e.key for e in prof.key_averages()}
     fused = {n for n in names if "flash_attention" in n or "efficient_attention" in n or "cudnn_attention" in n}

@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 
 from zar.splits.build import build_files
-from zar.core.splitfiles import VideoRow, class_text, manifest_text, videos_csv
+from zar.core.datasets import class_text
+from zar.core.splitfiles import VideoRow, manifest_text, videos_csv
 from zar.splits.kinetics_novel import novel_pool
 from zar.splits.published import SOURCES, fetch_one, resolve
 from zar.core.errors import UserError

@@ -135,16 +135,16 @@ def test_imported_weights_are_read_with_their_preprocessing(tmp_path, fake_yacs,
     prepared = prepare_video(VideoRow("v", str(path), class_index=0), ViewConfig(), pre)
     from zar.video import read_video
 
-    idx = prepared["plan"].infer[0]
+    idx = prepared.plan.infer[0]
     frame, _ = read_video(path, lambda info: [idx], max_short_side=ViewConfig().view_short_side(pre.image_size))
     x = torch.from_numpy(frame[0]).permute(2, 0, 1)  # as the reader gives it (scaled down by the decoder)
     h, w = x.shape[-2:]
     nw = round(w * 64 / h)
     ref = TF.resize(x, [64, nw], interpolation=InterpolationMode.BILINEAR, antialias=True)
     left = int(round((nw - 64) / 2))
-    assert torch.equal(prepared["infer_frames"][0], ref[:, :, left:left + 64])
+    assert torch.equal(prepared.infer_frames[0], ref[:, :, left:left + 64])
     bicubic = TF.resize(x, [64, nw], interpolation=InterpolationMode.BICUBIC, antialias=True)
-    assert not torch.equal(prepared["infer_frames"][0], bicubic[:, :, left:left + 64])
+    assert not torch.equal(prepared.infer_frames[0], bicubic[:, :, left:left + 64])
 
 
 @pytest.mark.parametrize("token_key", ["token_embedding.weight", "prompt_learner.token_embedding.weight"])

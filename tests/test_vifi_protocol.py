@@ -95,24 +95,24 @@ def test_the_inference_clip_follows_the_setting(make_video):
     pre = Preprocess(64)
     cfg = ViewConfig(samples_per_rate=0, infer_frames=8, preprocess="vifi")
     got = prepare_video(VideoRow("v", str(path), class_index=0), cfg, pre)
-    assert got["infer_frames"].shape == (8, 3, 64, 64)
+    assert got.infer_frames.shape == (8, 3, 64, 64)
     short = cfg.view_short_side(64)
-    frames, _ = read_video(str(path), lambda info: got["plan"].infer, max_short_side=short)
+    frames, _ = read_video(str(path), lambda info: got.plan.infer, max_short_side=short)
     t = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2)
-    assert torch.equal(got["infer_frames"], vifi_resize_crop(t, short, 64))
+    assert torch.equal(got.infer_frames, vifi_resize_crop(t, short, 64))
     protocol = prepare_video(VideoRow("v", str(path), class_index=0), ViewConfig(samples_per_rate=0, infer_frames=8),
                              pre)
-    assert not torch.equal(protocol["infer_frames"], got["infer_frames"])
+    assert not torch.equal(protocol.infer_frames, got.infer_frames)
 
 
 def test_class_names_as_vifi_clip_spells_them():
     """``tune.class_text: name``: the class name with underscores as spaces (ViFi-CLIP's label
     files: UCF101's CamelCase names unchanged); ``dataset`` splits UCF101's CamelCase."""
     ucf = read_classes(ROOT / "splits/ucf101/classes.csv", "ucf101")
-    assert [class_text(None, n) for n in ucf.names][:3] == ["ApplyEyeMakeup", "ApplyLipstick", "Archery"]
+    assert [class_text(n) for n in ucf.names][:3] == ["ApplyEyeMakeup", "ApplyLipstick", "Archery"]
     assert ucf.texts[:3] == ("apply eye makeup", "apply lipstick", "archery")
     hmdb = read_classes(ROOT / "splits/hmdb51/classes.csv", "hmdb51")
-    assert class_text(None, hmdb.names[0]) == "brush hair" == hmdb.texts[0]
+    assert class_text(hmdb.names[0]) == "brush hair" == hmdb.texts[0]
 
 
 def test_the_paper_config_s_vifi_row_uses_vifi_clip_s_protocol():

@@ -15,17 +15,17 @@ from zar.core.errors import UserError
 # verb -> (module, one-line help)
 VERBS: dict[str, tuple[str, str]] = {
     "evaluate": ("zar.jobs.evaluate", "run vanilla CLIP or ZAR over a list of videos"),
-    "encode": ("zar.method.encoder", "encode every view of every video once; cache the embeddings"),
+    "encode": ("zar.jobs.encode", "encode every view of every video once; cache the embeddings"),
     "tune": ("zar.jobs.tune", "test-time prompt tuning from cached embeddings (one method variant)"),
     "splits": ("zar.jobs.splits", "build or audit the committed split files"),
-    "download": ("zar.data.download", "download a dataset (Kinetics, UCF101, HMDB51) with a manifest"),
-    "decode": ("zar.data.decode", "re-encode videos to a uniform, fast-to-seek form"),
+    "download": ("zar.jobs.download", "download a dataset (Kinetics, UCF101, HMDB51) with a manifest"),
+    "decode": ("zar.jobs.decode", "re-encode videos to a uniform, fast-to-seek form"),
     "train": ("zar.jobs.train", "fine-tune CLIP on videos (K400 or 16-shot base classes)"),
-    "import-vifi": ("zar.train.vifi", "import a ViFi-CLIP checkpoint as a zar backbone"),
-    "tables": ("zar.report.tables", "render a paper table from result files"),
+    "import-vifi": ("zar.jobs.import_vifi", "import a ViFi-CLIP checkpoint as a zar backbone"),
+    "tables": ("zar.jobs.tables", "render a paper table from result files"),
     "fetch-weights": ("zar.jobs.fetch_weights", "download backbone weights into the cache (needs network)"),
-    "bench": ("zar.bench.pipeline", "speed figures: zar's pipeline against a reference, training, the video reader"),
-    "figures": ("zar.report.figures", "draw the report's figures (perclass, ablation, tsne, attention)"),
+    "bench": ("zar.jobs.bench", "speed figures: zar's pipeline against a reference, training, the video reader"),
+    "figures": ("zar.jobs.figures", "draw the report's figures (perclass, ablation, tsne, attention)"),
     "predict": ("zar.jobs.predict", "ZAR on one video with your own class names: top-5 before and after tuning"),
 }
 VERB_HELP = {k: v[1] for k, v in VERBS.items()}

@@ -35,7 +35,7 @@ def add_read_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run_read(args) -> int:
-    from zar.bench.pipeline import make_clip
+    from zar.bench.clips import make_clip
     from zar.video import VideoReader
     from zar.video.backends import probe_container as probe
 

@@ -11,9 +11,34 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from zar.core.splitfiles import SPLITS, b2n_list, b2n_train_list, class_list, zeroshot_list
+from zar.core import splitfiles
 
 _SHOTS = 16
+SPLITS = (1, 2, 3)  # the three zero-shot splits and the three shot draws
+
+
+# ----------------------------------------------------------------------------- where each split file lives
+# (paths relative to the splits folder)
+def class_list(dataset: str) -> str:
+    """A dataset's full class list, relative to the splits folder."""
+    return f"{dataset}/classes.csv"
+
+
+def zeroshot_list(dataset: str, k: int, name: str = "test") -> str:
+    """``classes``, ``val_classes`` or ``test`` of zero-shot split ``k``."""
+    return f"{dataset}/zeroshot/split{k}/{name}.csv"
+
+
+def b2n_list(dataset: str, side: str, name: str = "test") -> str:
+    """``classes`` or ``test`` of the ``base`` or ``novel`` side of the base-to-novel split."""
+    if side not in ("base", "novel"):
+        raise ValueError(f"base-to-novel side {side!r}")
+    return f"{dataset}/b2n/{side}/{name}.csv"
+
+
+def b2n_train_list(dataset: str, k: int) -> str:
+    """The ``k``-th draw of training shots on the base classes."""
+    return b2n_list(dataset, "base", f"train_s{k}")
 
 
 @dataclass(frozen=True)
@@ -22,7 +47,7 @@ class Dataset:
     title: str
     sources: tuple[str, ...]  # where `zar download` gets its videos; the first is the default
     naming: str  # how class names are written: "words" (Kinetics), "snake" (HMDB51), "camel" (UCF101);
-    # the text the text encoder reads follows from it (zar.core.splitfiles.class_text)
+    # the text the text encoder reads follows from it (class_text below)
     layout: str  # "kinetics": <split>/<youtube id>_<start>_<end>.mp4; "class_folders": <class>/<video id>.avi
     roles: tuple[str, ...]  # of "finetune", "zeroshot", "b2n": what the paper uses it for
     expected: dict[str, int] = field(default_factory=dict)  # split file -> classes or videos it holds (audit)
@@ -98,3 +123,14 @@ def with_role(role: str) -> tuple[str, ...]:
 def expected_counts() -> dict[str, int]:
     """Every split file the audit checks, with its number of classes or videos."""
     return {path: n for d in DATASETS.values() for path, n in d.expected.items()}
+
+
+def class_text(dataset: str | None, class_name: str) -> str:
+    """The text the text encoder reads for a class of ``dataset`` (its naming rule;
+    ``dataset`` None: the generic rule)."""
+    return splitfiles.class_text(class_name, get(dataset).naming if dataset is not None else None)
+
+
+def classes_csv(dataset: str | None, names) -> str:
+    """A class list file of ``dataset`` for ``names`` in the given order."""
+    return splitfiles.classes_csv(names, get(dataset).naming if dataset is not None else None)

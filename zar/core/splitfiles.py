@@ -29,51 +29,23 @@ from zar.core.errors import UserError
 CLASS_HEADER = ("class_index", "class_name", "text")
 VIDEO_HEADER = ("video_id", "path", "class_name", "class_index")
 MANIFEST = "MANIFEST.sha256"
-SPLITS = (1, 2, 3)  # the three zero-shot splits and the three shot draws
 # "ApplyEyeMakeup" -> "Apply Eye Makeup": a space before an upper-case letter that follows a
 # lower-case letter or digit, and before the last capital of a run of capitals followed by a
 # lower-case letter ("ABCDef" -> "ABC Def"; UCF101 has no such run today).
 _CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
 
 
-# ----------------------------------------------------------------------------- where files live
-def class_list(dataset: str) -> str:
-    """A dataset's full class list, relative to the splits folder."""
-    return f"{dataset}/classes.csv"
-
-
-def zeroshot_list(dataset: str, k: int, name: str = "test") -> str:
-    """``classes``, ``val_classes`` or ``test`` of zero-shot split ``k``."""
-    return f"{dataset}/zeroshot/split{k}/{name}.csv"
-
-
-def b2n_list(dataset: str, side: str, name: str = "test") -> str:
-    """``classes`` or ``test`` of the ``base`` or ``novel`` side of the base-to-novel split."""
-    if side not in ("base", "novel"):
-        raise ValueError(f"base-to-novel side {side!r}")
-    return f"{dataset}/b2n/{side}/{name}.csv"
-
-
-def b2n_train_list(dataset: str, k: int) -> str:
-    """The ``k``-th draw of training shots on the base classes."""
-    return b2n_list(dataset, "base", f"train_s{k}")
-
-
 # ----------------------------------------------------------------------------- class names
-def class_text(dataset: str | None, class_name: str) -> str:
-    """The text the text encoder reads for a class of ``dataset``: underscores become spaces,
-    runs of white space one space; a dataset whose names are CamelCase (``naming`` in
-    zar.core.datasets) is split into lower-case words ("ApplyEyeMakeup" -> "apply eye makeup",
-    "YoYo" -> "yo yo"); other names keep their case. ``dataset`` None: the generic rule (no
-    CamelCase split), for class lists given on the command line."""
+def class_text(class_name: str, naming: str | None = None) -> str:
+    """The text the text encoder reads for a class: underscores become spaces, runs of white
+    space one space; names written in CamelCase (``naming="camel"``, a dataset's convention in
+    zar.core.datasets) are split into lower-case words ("ApplyEyeMakeup" -> "apply eye
+    makeup", "YoYo" -> "yo yo"); other names keep their case (``naming`` None: the generic
+    rule, for class lists given on the command line)."""
     text = class_name.replace("_", " ")
-    if dataset is not None:
-        from zar.core.datasets import get
-
-        if get(dataset).naming == "camel":
-            text = _CAMEL.sub(" ", text).lower()
+    if naming == "camel":
+        text = _CAMEL.sub(" ", text).lower()
     return " ".join(text.split())
-
 
 
 # ----------------------------------------------------------------------------- records
@@ -113,11 +85,11 @@ def csv_text(header: Sequence[str], rows: Iterable[Sequence[object]]) -> str:
     return buf.getvalue()
 
 
-def classes_csv(dataset: str | None, names: Sequence[str]) -> str:
-    """A class list file for ``names`` in the given order."""
+def classes_csv(names: Sequence[str], naming: str | None = None) -> str:
+    """A class list file for ``names`` in the given order (texts by the ``naming`` rule)."""
     if len(set(names)) != len(names):
         raise ValueError("duplicate class names")
-    return csv_text(CLASS_HEADER, ((i, n, class_text(dataset, n)) for i, n in enumerate(names)))
+    return csv_text(CLASS_HEADER, ((i, n, class_text(n, naming)) for i, n in enumerate(names)))
 
 
 def videos_csv(rows: Iterable[VideoRow], extra_columns: Sequence[str] = ()) -> str:
@@ -165,14 +137,14 @@ def _read_dicts(path: Path) -> tuple[list[str], list[dict[str, str]]]:
         raise UserError(f"{path}: not a readable CSV ({e})") from None
 
 
-def read_classes(path: str | os.PathLike, dataset: str | None = None) -> ClassList:
+def read_classes(path: str | os.PathLike, naming: str | None = None) -> ClassList:
     """A class list: ``classes.csv`` (``class_index,class_name,text``; ``text`` optional, filled
-    by the text rule of ``dataset``) or a text file with one name per line. Rows out of index
+    by the ``naming`` rule of :func:`class_text`) or a text file with one name per line. Rows out of index
     order, duplicates and an empty list are errors naming the file."""
     path = Path(path)
     if path.suffix.lower() != ".csv":
         names = [ln.strip() for ln in _read_text(path).splitlines() if ln.strip()]
-        texts = [class_text(dataset, n) for n in names]
+        texts = [class_text(n, naming) for n in names]
     else:
         fields, rows = _read_dicts(path)
         if "class_name" not in fields:
@@ -183,7 +155,7 @@ def read_classes(path: str | os.PathLike, dataset: str | None = None) -> ClassLi
                 raise UserError(f"{path}: row {i + 2}: class_index {r['class_index']!r}, expected {i} (rows in index order)")
             name = (r["class_name"] or "").strip()
             names.append(name)
-            texts.append((r.get("text") or "").strip() or class_text(dataset, name))
+            texts.append((r.get("text") or "").strip() or class_text(name, naming))
     if not names:
         raise UserError(f"{path}: no classes")
     dup = sorted({n for n in names if names.count(n) > 1})

@@ -12,20 +12,17 @@ output's (frames, fps, width, height).
 """
 from __future__ import annotations
 
-import argparse
 import logging
 import math
-import os
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from fractions import Fraction
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
-from zar.core.datasets import DATASETS
-from zar.data.manifest import (DECODE_COLUMNS, entry_problem, raw_path, read_lists,
-                               read_manifest, summary_line, write_manifest)
+from zar.data.layout import CRF, NORMALISED_MANIFEST, PRESET, output_path
+from zar.data.manifest import (DECODE_COLUMNS, entry_problem, raw_path, read_manifest, write_manifest)
 from zar.data.media import (ToolTimeout, container_problem, ffprobe_json, last_line, require_tool,
-                            run_tool, sigterm_as_interrupt)
+                            run_tool)
 from zar.core.splitfiles import VideoRow
 from zar.core.errors import UserError
 from zar.core.files import atomic_path, read_json, write_json
@@ -33,53 +30,8 @@ from zar.core.progress import progress
 
 log = logging.getLogger(__name__)
 
-CRF, PRESET = 20, "veryfast"
 TRUNCATED_FRACTION = 0.9  # fewer decoded frames than this share of the promised ones: truncated
 CHECKPOINT_SECONDS = 60.0
-
-
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--dataset", required=True, choices=list(DATASETS),
-                   help="which dataset")
-    p.add_argument("--root", help="dataset folder (default data/<dataset>)")
-    p.add_argument("--list", action="append", default=[], metavar="CSV",
-                   help="video list(s) to normalise (default: every video of the download manifest)")
-    p.add_argument("--workers", type=int, default=os.cpu_count() or 1,
-                   help="videos in parallel (default: number of cores)")
-    p.add_argument("--short-side", type=int, default=256,
-                   help="scale the shorter side down to this many pixels, never up (default 256, "
-                        "what ViT-B/16 views resize to; smaller only for smaller models)")
-    p.add_argument("--timeout", type=float, default=600.0,
-                   help="seconds one video may take in all; past it the video is corrupt (default 600)")
-
-
-def run(args: argparse.Namespace) -> int:
-    root = Path(args.root or f"data/{args.dataset}")
-    if args.short_side < 16:
-        raise UserError("--short-side must be >= 16 pixels")
-    if args.short_side < 256:
-        log.warning("--short-side %d: smaller than the 256 pixels ViT-B/16 views resize to; "
-                    "fine only for smaller models (e.g. the demo's)", args.short_side)
-    if args.workers < 1 or args.timeout <= 0:
-        raise UserError("--workers must be >= 1 and --timeout > 0")
-    if args.list:
-        entries = read_lists(args.list)
-    else:
-        dl = read_manifest(root / "download_manifest.csv")
-        if not dl:
-            raise UserError(f"{root / 'download_manifest.csv'}: not found; run zar download "
-                            "first or give --list")
-        entries = [VideoRow(r["video_id"], r["path"]) for r in dl.values()]
-    with sigterm_as_interrupt():
-        rows = decode_all(entries, root, short_side=args.short_side, workers=args.workers,
-                          timeout=args.timeout)
-    print(f"{args.dataset}: {summary_line([rows[e.video_id] for e in entries])}; "
-          f"manifest {root / 'decode_manifest.csv'}")
-    return 0
-
-
-def output_path(root: Path, path: str) -> Path:
-    return root / "videos" / Path(*PurePosixPath(path).with_suffix(".mp4").parts)
 
 
 def decode_all(entries: list[VideoRow], root: Path, *, short_side: int = 256, workers: int = 1,
@@ -98,7 +50,7 @@ def decode_all(entries: list[VideoRow], root: Path, *, short_side: int = 256, wo
     manifest = root / "decode_manifest.csv"
     rows = read_manifest(manifest)
     download = read_manifest(root / "download_manifest.csv")
-    made = synthetic_rows(root, short_side)
+    made = normalised_rows(root, short_side)
     todo = []
     for e in entries:
         why = entry_problem(e)
@@ -144,13 +96,11 @@ def decode_all(entries: list[VideoRow], root: Path, *, short_side: int = 256, wo
     return rows
 
 
-def synthetic_rows(root: Path, short_side: int) -> dict[str, dict]:
-    """Manifest rows of the demo's generated videos: `zar download --source synthetic` writes
-    them in this normalised form already (same codec settings), so there is nothing to decode;
+def normalised_rows(root: Path, short_side: int) -> dict[str, dict]:
+    """Manifest rows of the videos their source wrote in the normalised form already
+    (``layout.NORMALISED_MANIFEST``, e.g. `zar download --source synthetic`): nothing to decode;
     only videos whose short side fits ``short_side`` qualify (decoding never scales up)."""
-    from zar.data.demo import SYNTHETIC_MANIFEST
-
-    path = root / SYNTHETIC_MANIFEST
+    path = root / NORMALISED_MANIFEST
     if not path.is_file():
         return {}
     out = {}

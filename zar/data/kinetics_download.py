@@ -18,7 +18,8 @@ from pathlib import Path, PurePosixPath
 from typing import Callable
 
 from zar.data.fetch import FetchError, RateLimiter, backoff_delay
-from zar.core.splitfiles import VideoRow, classes_csv, videos_csv
+from zar.core.datasets import classes_csv
+from zar.core.splitfiles import VideoRow, videos_csv
 from zar.data.media import ToolTimeout, ffprobe_json, last_line, run_tool
 from zar.core.errors import UserError
 from zar.core.files import atomic_path, atomic_write_text

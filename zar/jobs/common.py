@@ -32,7 +32,7 @@ class Job:
         from zar.core.splitfiles import class_text
 
         if self.settings.tune.class_text == "name":
-            return [class_text(None, name) for name in classes.names]
+            return [class_text(name) for name in classes.names]
         return list(classes.texts)
 
     def check_views_kept(self, n_views: int) -> None:

@@ -30,93 +30,64 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> int:
-    from zar.method.encoder import VideoEncoder
-    from zar.method.frames import iter_prepared, partial_record
     from zar.jobs.common import labelled_videos, start
-    from zar.method.results import PredictionLog, fingerprint, record, write_summary
+    from zar.method.encoder import VideoEncoder
+    from zar.method.frames import iter_prepared
+    from zar.method.results import JsonLines, PredictionLog
+    from zar.method.runs import evaluate_videos
     from zar.method.tpt import Tuner
-    from zar.jobs.tune import frames_record
-    from zar.core.files import sha256_file
-    from zar.core.progress import progress
 
     job = start(args, args.method)
-    settings, tune_cfg, device, spec = job.settings, job.settings.tune, job.device, job.spec
+    settings = job.settings
     job.check_views_kept(settings.views.n_views)
     classes, rows = labelled_videos(args.classes, args.videos, args.root, args.ext)
     model, pre = job.model()
-    encoder = VideoEncoder.for_run(model, pre, settings.views, settings.run, device)
-    texts = job.class_texts(classes)
-    tuner = Tuner(model, texts, tune_cfg, device=device)
+    encoder = VideoEncoder.for_run(model, pre, settings.views, settings.run, job.device)
+    tuner = Tuner(model, job.class_texts(classes), settings.tune, device=job.device)
     out_dir = Path(args.out)
-    fp = fingerprint(sha256_file(args.videos), sha256_file(args.classes), args.root, args.ext,
-                     settings.views.to_dict(), tune_cfg.to_dict(), spec.to_dict(), args.method)
-    predictions = PredictionLog(out_dir / "predictions.jsonl", fp, resume=tune_cfg.mode == "episodic")
-    skipped_path = out_dir / "skipped.jsonl.part"
-    if not predictions.done:
-        skipped_path.unlink(missing_ok=True)
-    skipped = _read_skipped(skipped_path)
-    partial_path = out_dir / "partial.jsonl.part"
-    if not predictions.done:
-        partial_path.unlink(missing_ok=True)
-    seen = set(predictions.done) | {s["video_id"] for s in skipped}
+    predictions = PredictionLog(out_dir / "predictions.jsonl", _fingerprint(args, job),
+                                resume=settings.tune.mode == "episodic")
+    skipped = JsonLines(out_dir / "skipped.jsonl.part", fresh=not predictions.done)
+    partial = JsonLines(out_dir / "partial.jsonl.part", fresh=not predictions.done)
+    seen = set(predictions.done) | {s["video_id"] for s in skipped.records}
     todo = [(i, r) for i, r in enumerate(rows) if r.video_id not in seen]
     log.info("evaluate %s: %d videos listed, %d to do, %d classes, %d views, device %s",
-             args.method, len(rows), len(todo), len(classes), settings.views.n_views, device)
+             args.method, len(rows), len(todo), len(classes), settings.views.n_views, job.device)
     t0 = time.perf_counter()
-    prepared_iter = iter_prepared([r for _, r in todo], settings.views, pre, settings.run.backend,
-                                  settings.run.timeout, settings.run.workers)
-    for (pos, row), prepared in progress(zip(todo, prepared_iter), total=len(todo), desc=f"evaluate {args.method}"):
-        if "error" in prepared:
-            log.warning("skipped %s: %s", row.path, prepared["error"])
-            skipped.append({"video_id": row.video_id, "path": row.path, "reason": prepared["error"], "list_position": pos})
-            _append_skipped(skipped_path, skipped[-1])
-            continue
-        if prepared.get("partial"):
-            log.warning("%s is damaged or truncated: evaluated on the %d frames that decode (%s declared)",
-                        row.path, prepared["frames_read"], prepared["frames_declared"])
-            _append_skipped(partial_path, partial_record(row, prepared))
-        t_video = time.perf_counter()
-        views, infer = encoder.encode(prepared)
-        result = tuner(views, infer)
-        result.seconds = time.perf_counter() - t_video + float(prepared.get("read_seconds", 0.0))
-        predictions.add(record(row.video_id, row.class_index, result, args.method))
-    recs = predictions.finish([r.video_id for r in rows])
-    skipped.sort(key=lambda s: s["list_position"])
-    summary = write_summary(
-        out_dir / "summary.json", method=args.method, records=recs, n_listed=len(rows), skipped=skipped,
-        class_names=list(classes.names), inputs={"videos": args.videos, "classes": args.classes},
-        settings={**settings.to_dict(), "view_short_side": settings.views.view_short_side(pre.image_size),
-                  "frames": frames_record(settings.views, spec)},
-        backbone=spec.to_dict(), predictions=out_dir / "predictions.jsonl",
-        partial=[p for p in _read_skipped(partial_path) if p["video_id"] in predictions.done],
-        extra={"root": args.root, "seconds": time.perf_counter() - t0},
-    )
-    skipped_path.unlink(missing_ok=True)
-    partial_path.unlink(missing_ok=True)
+    prepared = iter_prepared([r for _, r in todo], settings.views, pre, settings.run.backend, settings.run.timeout,
+                             settings.run.workers)
+    evaluate_videos(todo, prepared, encoder, tuner, args.method, predictions, skipped, partial)
+    summary = _write_summary(args, job, classes, rows, pre, predictions, skipped, partial, time.perf_counter() - t0)
+    skipped.remove()
+    partial.remove()
     print(f"{args.method}: top-1 {summary['top1']:.2f}% top-5 {summary['top5']:.2f}% (before tuning "
           f"{summary['top1_before_tuning']:.2f}%, views ensemble {summary['top1_ensemble']:.2f}%) on "
           f"{summary['n_evaluated']} of {summary['n_listed']} listed videos ({summary['n_skipped']} skipped) "
-          f"-> {out_dir / 'summary.json'}")
+          f"-> {Path(args.out) / 'summary.json'}")
     return 0
 
 
-def _read_skipped(path: Path) -> list[dict]:
-    import json
+def _fingerprint(args, job) -> str:
+    from zar.core.files import sha256_file
+    from zar.method.results import fingerprint
 
-    if not path.exists():
-        return []
-    out = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            out.append(json.loads(line))
-        except json.JSONDecodeError:
-            break
-    return out
+    s = job.settings
+    return fingerprint(sha256_file(args.videos), sha256_file(args.classes), args.root, args.ext, s.views.to_dict(),
+                       s.tune.to_dict(), job.spec.to_dict(), args.method)
 
 
-def _append_skipped(path: Path, rec: dict) -> None:
-    import json
+def _write_summary(args, job, classes, rows, pre, predictions, skipped, partial, seconds) -> dict:
+    from zar.method.results import frames_record, write_summary
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a", encoding="utf-8") as f:
-        f.write(json.dumps(rec) + "\n")
+    out_dir, settings = Path(args.out), job.settings
+    recs = predictions.finish([r.video_id for r in rows])
+    return write_summary(
+        out_dir / "summary.json", method=args.method, records=recs, n_listed=len(rows),
+        skipped=sorted(skipped.records, key=lambda s: s["list_position"]), class_names=list(classes.names),
+        inputs={"videos": args.videos, "classes": args.classes},
+        settings={**settings.to_dict(), "view_short_side": settings.views.view_short_side(pre.image_size),
+                  "frames": frames_record(settings.views, job.spec)},
+        backbone=job.spec.to_dict(), predictions=out_dir / "predictions.jsonl",
+        partial=[p for p in partial.records if p["video_id"] in predictions.done],
+        extra={"root": args.root, "seconds": seconds},
+    )

@@ -42,7 +42,7 @@ def parse_labels(text: str):
     dup = sorted({n for n in names if names.count(n) > 1})
     if dup:
         raise UserError(f"--labels: repeated class names {dup}")
-    return ClassList(tuple(names), tuple(class_text(None, n) for n in names))
+    return ClassList(tuple(names), tuple(class_text(n) for n in names))
 
 
 def top_classes(logits, names: list[str], k: int) -> list[dict[str, Any]]:
@@ -63,7 +63,7 @@ def predict_video(video: str, classes, backbone: str, settings) -> dict[str, Any
 
     from zar.model.backbone import build_model, parse_spec
     from zar.method.encoder import VideoEncoder
-    from zar.method.frames import prepare_video
+    from zar.method.frames import Unreadable, prepare_video
     from zar.core.splitfiles import VideoRow
     from zar.method.tpt import Tuner, kept_count
 
@@ -84,12 +84,12 @@ def predict_video(video: str, classes, backbone: str, settings) -> dict[str, Any
     t0 = time.perf_counter()
     prepared = prepare_video(VideoRow(path.stem, str(path)), settings.views, pre, settings.run.backend,
                              settings.run.timeout)
-    if "error" in prepared:
-        raise UserError(f"{video}: cannot read the video ({prepared['error']})")
+    if isinstance(prepared, Unreadable):
+        raise UserError(f"{video}: cannot read the video ({prepared.error})")
     views, infer = encoder.encode(prepared)
     res = tuner(views, infer)
     return {"result": res, "spec": spec, "n_views": int(views.shape[0]), "seconds": time.perf_counter() - t0,
-            "num_frames": int(prepared["num_frames"])}
+            "num_frames": int(prepared.num_frames)}
 
 
 def run(args) -> int:

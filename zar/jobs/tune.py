@@ -9,26 +9,24 @@ encoded, because a view's frames depend only on (seed, video id, rate, sample, c
 from __future__ import annotations
 
 import logging
-import time
 from pathlib import Path
 
-import torch
 
 from zar.core.errors import UserError
 
 log = logging.getLogger(__name__)
 
 
-def select_views(cache: dict, want, name: str = "cache") -> list[int]:
+def select_views(cache, want, name: str = "cache") -> list[int]:
     """Indices into the cached views for the requested :class:`ViewConfig` (a subset)."""
     from zar.method.views import CROP_SETS, view_plan
 
-    have = {"preprocess": "backbone", **cache["views_config"]}  # caches made before the setting: the backbone's
+    have = {"preprocess": "backbone", **cache.views_config}  # caches made before the setting: the backbone's
     for key in ("frames", "infer_frames", "seed", "short_side", "preprocess"):
         if have[key] != getattr(want, key):
             raise UserError(f"{name}: views.{key} is {have[key]} in the cache but {getattr(want, key)} was asked; "
                             "re-encode with those settings")
-    index = {(r, s, c): i for i, (r, s, c) in enumerate(cache["plan"])}
+    index = {(r, s, c): i for i, (r, s, c) in enumerate(cache.plan)}
     missing = [v.key() for v in view_plan(want) if (v.rate, v.sample, v.crop) not in index]
     if missing:
         raise UserError(f"{name}: views {missing[:4]}{'...' if len(missing) > 4 else ''} are not in the cache "
@@ -37,11 +35,11 @@ def select_views(cache: dict, want, name: str = "cache") -> list[int]:
     return [index[(v.rate, v.sample, v.crop)] for v in view_plan(want)]
 
 
-def match_list(cache: dict, rows, videos: str, name: str) -> tuple[list[int], list[dict]]:
+def match_list(cache, rows, videos: str, name: str) -> tuple[list[int], list[dict]]:
     """For each listed video: its row in the cache, or its skip record; a video the encoding
     never saw is an error (the cache was made from other lists)."""
-    index = {v: i for i, v in enumerate(cache["video_ids"])}
-    skipped = {s["video_id"]: s for s in cache["skipped"]}
+    index = {v: i for i, v in enumerate(cache.video_ids)}
+    skipped = {s["video_id"]: s for s in cache.skipped}
     found, gone, unknown = [], [], []
     for pos, row in enumerate(rows):
         if row.video_id in index:
@@ -52,17 +50,10 @@ def match_list(cache: dict, rows, videos: str, name: str) -> tuple[list[int], li
         else:
             unknown.append(row.video_id)
     if unknown:
-        lists = ", ".join(x["path"] for x in cache["lists"])
+        lists = ", ".join(x["path"] for x in cache.lists)
         raise UserError(f"{videos}: {len(unknown)} listed videos are not in {name} (e.g. {unknown[0]!r}); it was "
                         f"encoded from {lists}: encode this list too")
     return found, gone
-
-
-def frames_record(views, spec) -> dict:
-    """The three frame counts of a result: tuning views, inference clip, the backbone's fine-tuning."""
-    from zar.model.backbone import training_frames
-
-    return {"views": views.frames, "inference": views.infer_frames, "backbone_training": training_frames(spec)}
 
 
 def add_arguments(p) -> None:
@@ -79,66 +70,70 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> int:
-    from zar.method.cache import open_caches
-    from zar.method.cost import flops
     from zar.jobs.common import labelled_videos, start
-    from zar.method.results import PredictionLog, fingerprint, record, write_summary
+    from zar.method.cache import open_caches
+    from zar.method.results import PredictionLog
+    from zar.method.runs import tune_from_cache
     from zar.method.tpt import Tuner
-    from zar.core.files import sha256_file
-    from zar.core.progress import progress
 
     job = start(args, args.method)
-    settings, tune_cfg, device, spec = job.settings, job.settings.tune, job.device, job.spec
+    settings, spec = job.settings, job.spec
     classes, rows = labelled_videos(args.classes, args.videos)
     cache = open_caches(list(args.embeddings))
-    if cache["backbone"] != spec.to_dict():
-        raise UserError(f"{args.embeddings[0]}: encoded with backbone {cache['backbone']}, not {spec.to_dict()}")
+    if cache.backbone != spec.to_dict():
+        raise UserError(f"{args.embeddings[0]}: encoded with backbone {cache.backbone}, not {spec.to_dict()}")
     view_index = select_views(cache, settings.views, args.embeddings[0])
     job.check_views_kept(len(view_index))
     found, skipped = match_list(cache, rows, args.videos, args.embeddings[0])
     model, pre = job.model()
     texts = job.class_texts(classes)
-    tuner = Tuner(model, texts, tune_cfg, device=device)
+    tuner = Tuner(model, texts, settings.tune, device=job.device)
     out = Path(args.out)
-    fp = fingerprint([sha256_file(p) for p in args.embeddings], sha256_file(args.videos), sha256_file(args.classes),
-                     tune_cfg.to_dict(), settings.views.to_dict(), spec.to_dict(), args.method)
-    predictions = PredictionLog(out.with_suffix(".jsonl"), fp, resume=tune_cfg.mode == "episodic")
-    view_index_t = torch.tensor(view_index, dtype=torch.long)
-    ids = cache["video_ids"]
-    labels = {r.video_id: r.class_index for r in rows}
-    todo = [i for i in found if ids[i] not in predictions.done]
+    predictions = PredictionLog(out.with_suffix(".jsonl"), _fingerprint(args, job),
+                                resume=settings.tune.mode == "episodic")
+    todo = [i for i in found if cache.video_ids[i] not in predictions.done]
     log.info("tune %s on %d of %d listed videos (%d done, %d skipped at encoding), %d of %d cached views, %d classes, "
-             "steps=%d ratio=%s", args.method, len(found), len(rows), len(found) - len(todo), len(skipped), len(view_index),
-             cache["views"].shape[1], len(classes), tune_cfg.steps, tune_cfg.ratio)
-    batch = 1 if tune_cfg.mode == "continual" else settings.run.tune_batch
-    t0 = time.perf_counter()
-    for first in progress(range(0, len(todo), batch), total=-(-len(todo) // batch), desc=f"tune {args.method}",
-                          every=10):
-        chunk = torch.tensor(todo[first:first + batch], dtype=torch.long)
-        views = cache["views"].index_select(0, chunk).index_select(1, view_index_t).float()
-        results = tuner.tune(views, cache["infer"].index_select(0, chunk).float())
-        for i, result in zip(chunk.tolist(), results):
-            predictions.add(record(ids[i], labels[ids[i]], result, args.method))
-    tune_seconds = time.perf_counter() - t0
+             "steps=%d ratio=%s", args.method, len(found), len(rows), len(found) - len(todo), len(skipped),
+             len(view_index), cache.views.shape[1], len(classes), settings.tune.steps, settings.tune.ratio)
+    batch = 1 if settings.tune.mode == "continual" else settings.run.tune_batch
+    labels = {r.video_id: r.class_index for r in rows}
+    seconds = tune_from_cache(tuner, cache, todo, view_index, labels, args.method, predictions, batch)
     recs = predictions.finish([r.video_id for r in rows])
-    n_encoded = len(cache["video_ids"])
-    cost = {**flops(model, pre, settings.views, texts, tune_cfg, device),
-            "encode_seconds_per_video": cache["seconds"] / n_encoded if n_encoded else None,
-            "encode_devices": cache["devices"],
-            "tune_seconds_per_video": tune_seconds / len(todo) if todo else None}
-    summary = write_summary(
-        out, method=args.method, records=recs, n_listed=len(rows), skipped=skipped, class_names=list(classes.names),
-        inputs={"videos": args.videos, "classes": args.classes,
-                **{f"embeddings_{j}": p for j, p in enumerate(args.embeddings)}},
-        settings={"views": settings.views.to_dict(), "tune": tune_cfg.to_dict(), "run": settings.to_dict()["run"],
-                  "views_encoded": cache["views_config"], "image_precision_encoded": cache["image_precision"],
-                  "view_short_side": cache["view_short_side"],
-                  "frames": frames_record(settings.views, spec)},
-        backbone=spec.to_dict(), predictions=out.with_suffix(".jsonl"),
-        partial=[p for p in cache["partial"] if p["video_id"] in labels],
-        extra={"label": args.label, "n_views": len(view_index), "seconds": tune_seconds, "cost": cost},
-    )
+    per_video = seconds / len(todo) if todo else None
+    summary = _write_summary(args, job, classes, rows, cache, recs, skipped, view_index, per_video, seconds, texts,
+                             model, pre)
     log.info("%s: top-1 %.2f%% (before tuning %.2f%%, views ensemble %.2f%%) on %d of %d listed videos -> %s",
              args.method, summary["top1"], summary["top1_before_tuning"], summary["top1_ensemble"],
              summary["n_evaluated"], summary["n_listed"], out)
     return 0
+
+
+def _fingerprint(args, job) -> str:
+    from zar.core.files import sha256_file
+    from zar.method.results import fingerprint
+
+    return fingerprint([sha256_file(p) for p in args.embeddings], sha256_file(args.videos), sha256_file(args.classes),
+                       job.settings.tune.to_dict(), job.settings.views.to_dict(), job.spec.to_dict(), args.method)
+
+
+def _write_summary(args, job, classes, rows, cache, recs, skipped, view_index, tune_per_video, seconds, texts, model,
+                   pre) -> dict:
+    from zar.method.cost import flops
+    from zar.method.results import frames_record, write_summary
+
+    settings, n_encoded = job.settings, len(cache.video_ids)
+    cost = {**flops(model, pre, settings.views, texts, settings.tune, job.device),
+            "encode_seconds_per_video": cache.seconds / n_encoded if n_encoded else None,
+            "encode_devices": cache.devices, "tune_seconds_per_video": tune_per_video}
+    labels = {r.video_id for r in rows}
+    return write_summary(
+        Path(args.out), method=args.method, records=recs, n_listed=len(rows), skipped=skipped,
+        class_names=list(classes.names), inputs={"videos": args.videos, "classes": args.classes,
+                                                 **{f"embeddings_{j}": p for j, p in enumerate(args.embeddings)}},
+        settings={"views": settings.views.to_dict(), "tune": settings.tune.to_dict(), "run": settings.to_dict()["run"],
+                  "views_encoded": cache.views_config, "image_precision_encoded": cache.image_precision,
+                  "view_short_side": cache.view_short_side, "frames": frames_record(settings.views, job.spec)},
+        backbone=job.spec.to_dict(), predictions=Path(args.out).with_suffix(".jsonl"),
+        partial=[p for p in cache.partial if p["video_id"] in labels],
+        extra={"label": args.label, "n_views": len(view_index), "seconds": seconds, "cost": cost},
+    )

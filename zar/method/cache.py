@@ -9,8 +9,11 @@ their number.
 """
 from __future__ import annotations
 
-from pathlib import Path
+import dataclasses
 import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -26,15 +29,60 @@ HEADER_KEYS = ("format", "views_config", "plan", "backbone", "image_precision", 
                "embed_dim", "lists", "n_union")
 
 
+@dataclass
+class EmbeddingCache:
+    """One encoding's embeddings (a run, one shard of it, or its shards merged). Stored on disk
+    as a plain dict of these fields (tensors and plain values: ``weights_only`` loading)."""
+
+    format: str
+    views_config: dict[str, Any]  # the views settings encoded (the superset of every variant's)
+    plan: list[list]  # (rate, sample, crop) of each view, in the order of ``views``' second axis
+    backbone: dict[str, Any]
+    image_precision: str
+    image_size: int
+    view_short_side: int
+    embed_dim: int
+    lists: list[dict[str, str]]  # the video lists encoded, with their sha256
+    n_union: int  # videos in the union of the lists
+    video_ids: list[str]  # in union order
+    views: torch.Tensor  # (N, V, D) L2-normalised view embeddings
+    infer: torch.Tensor  # (N, D) inference-clip embeddings
+    num_frames: torch.Tensor  # (N,) frames of each video
+    position: torch.Tensor  # (N,) position in the union
+    skipped: list[dict[str, Any]]  # unreadable videos with the reason
+    partial: list[dict[str, Any]]  # videos encoded from the frames of a damaged or truncated file
+    n_in_shards: int  # videos of the shards, encoded or skipped
+    seconds: float
+    devices: list[str] = field(default_factory=list)
+    provenance: dict[str, Any] | None = None
+    shard: list[int] | None = None  # [k, n]: shard k of n; None when merged
+
+    def header(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in HEADER_KEYS}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], name: str) -> "EmbeddingCache":
+        missing = [f.name for f in dataclasses.fields(cls)
+                   if f.name not in data and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+        if missing:
+            raise UserError(f"{name}: not a complete embedding cache (no {', '.join(missing)}); encode again")
+        return cls(**{f.name: data[f.name] for f in dataclasses.fields(cls) if f.name in data})
+
+    def save(self, path: str | Path) -> None:
+        save_cache(path, self.to_dict())
+
+
 def save_cache(path: str | Path, data: dict[str, Any]) -> None:
     """Write an embedding cache (or part file) atomically, with a checksum of its content."""
     integrity.save(path, data)
 
 
-def load_cache(path: str | Path) -> dict[str, Any]:
+def load_cache(path: str | Path) -> EmbeddingCache:
     """Load an embedding cache (tensors and plain values only: ``weights_only=True``) and
     verify its content checksum; a corrupt or unverifiable cache is a UserError naming it."""
-    from zar.core import integrity
     try:
         data = integrity.load(path, "embedding cache")
     except FileNotFoundError:
@@ -43,35 +91,32 @@ def load_cache(path: str | Path) -> dict[str, Any]:
         raise UserError(f"{e}; delete it and run `zar encode` again") from None
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise UserError(f"{path}: not a {FORMAT} file (re-encode with this version of zar)")
-    return data
+    return EmbeddingCache.from_dict(data, str(path))
 
 
-def merge_caches(caches: list[dict[str, Any]], names: list[str]) -> dict[str, Any]:
+def merge_caches(caches: list[EmbeddingCache], names: list[str]) -> EmbeddingCache:
     """The shards of one encoding run as one cache, in union order (the same for any shard count)."""
     first = caches[0]
     for c, n in zip(caches[1:], names[1:]):
         for key in HEADER_KEYS:
-            if c[key] != first[key]:
+            if getattr(c, key) != getattr(first, key):
                 raise UserError(f"{n}: {key} differs from {names[0]}; shards of different runs cannot be merged")
-    pos = torch.cat([c["position"] for c in caches])
+    pos = torch.cat([c.position for c in caches])
     if len(set(pos.tolist())) != len(pos):
         raise UserError(f"{', '.join(names)}: the shards overlap (a video appears twice)")
     order = torch.argsort(pos)
-    cat = lambda key: torch.cat([c[key] for c in caches])[order]  # noqa: E731
-    ids = [x for c in caches for x in c["video_ids"]]
-    merged = {k: first[k] for k in HEADER_KEYS}
-    merged.update(
-        video_ids=[ids[i] for i in order.tolist()], views=cat("views"), infer=cat("infer"),
+    cat = lambda key: torch.cat([getattr(c, key) for c in caches])[order]  # noqa: E731
+    ids = [x for c in caches for x in c.video_ids]
+    return EmbeddingCache(
+        **first.header(), video_ids=[ids[i] for i in order.tolist()], views=cat("views"), infer=cat("infer"),
         num_frames=cat("num_frames"), position=pos[order],
-        skipped=sorted((s for c in caches for s in c["skipped"]), key=lambda s: s["position"]),
-        partial=[x for c in caches for x in c["partial"]],
-        n_in_shards=sum(c["n_in_shards"] for c in caches),
-        seconds=sum(c["seconds"] for c in caches), devices=sorted({d for c in caches for d in c["devices"]}),
+        skipped=sorted((s for c in caches for s in c.skipped), key=lambda s: s["position"]),
+        partial=[x for c in caches for x in c.partial], n_in_shards=sum(c.n_in_shards for c in caches),
+        seconds=sum(c.seconds for c in caches), devices=sorted({d for c in caches for d in c.devices}),
     )
-    return merged
 
 
-def open_caches(paths: list[str]) -> dict[str, Any]:
+def open_caches(paths: list[str]) -> EmbeddingCache:
     """Load the shard files of one encoding and merge them."""
     caches = [load_cache(p) for p in paths]
     return merge_caches(caches, list(paths)) if len(caches) > 1 else caches[0]
@@ -113,21 +158,88 @@ def load_parts(parts_dir: Path, header: dict) -> list[dict[str, list]]:
     return parts
 
 
-def assemble(header: dict, parts: list[dict[str, list]], n_in_shard: int) -> dict[str, Any]:
+def assemble(header: dict, parts: list[dict[str, list]], n_in_shard: int) -> EmbeddingCache:
     ids = [i for p in parts for i in p["ids"]]
     pos = torch.tensor([x for p in parts for x in p["pos"]], dtype=torch.long)
     order = torch.argsort(pos)
     n_views, dim = len(header["plan"]), header["embed_dim"]
     stack = lambda xs, shape: torch.stack(xs)[order] if xs else torch.zeros(shape)  # noqa: E731
-    return {
+    return EmbeddingCache(
         **header,
-        "video_ids": [ids[i] for i in order.tolist()],
-        "views": stack([x for p in parts for x in p["views"]], (0, n_views, dim)),
-        "infer": stack([x for p in parts for x in p["infer"]], (0, dim)),
-        "num_frames": torch.tensor([x for p in parts for x in p["num_frames"]], dtype=torch.long)[order],
-        "position": pos[order],
-        "skipped": sorted((s for p in parts for s in p["skipped"]), key=lambda s: s["position"]),
-        "partial": [x for p in parts for x in p.get("partial", [])],
-        "n_in_shards": n_in_shard,
-        "seconds": float(sum(p["seconds"] for p in parts)),
-    }
+        video_ids=[ids[i] for i in order.tolist()],
+        views=stack([x for p in parts for x in p["views"]], (0, n_views, dim)),
+        infer=stack([x for p in parts for x in p["infer"]], (0, dim)),
+        num_frames=torch.tensor([x for p in parts for x in p["num_frames"]], dtype=torch.long)[order],
+        position=pos[order],
+        skipped=sorted((s for p in parts for s in p["skipped"]), key=lambda s: s["position"]),
+        partial=[x for p in parts for x in p.get("partial", [])],
+        n_in_shards=n_in_shard,
+        seconds=float(sum(p["seconds"] for p in parts)),
+    )
+
+
+class CacheWriter:
+    """One `zar encode` run's cache, written chunk by chunk as the videos come: chunk ``c``
+    holds the videos at union positions ``[c * chunk, (c + 1) * chunk)``, saved (with a
+    checksum) under ``OUT.parts/`` once full. A rerun after a crash keeps the chunks written
+    (with the same settings and an intact checksum) and encodes only the other videos;
+    :meth:`finish` assembles the cache, saves it under ``OUT`` and removes the chunks."""
+
+    def __init__(self, out: str | Path, header: dict[str, Any], chunk: int):
+        self.out, self.header, self.chunk = Path(out), header, chunk
+        self.parts_dir = self.out.with_name(self.out.name + ".parts")
+        self.done = load_parts(self.parts_dir, header)
+        self.buf, self.buf_chunk, self.t0 = empty_part(), None, time.perf_counter()
+
+    def done_ids(self) -> set[str]:
+        return {v for p in self.done for v in p["ids"]} | {s["video_id"] for p in self.done for s in p["skipped"]}
+
+    def chunk_of(self, position: int) -> int:
+        return position // self.chunk
+
+    def _close(self) -> None:
+        self.buf["seconds"] = time.perf_counter() - self.t0
+        save_part(self.parts_dir, len(self.done), self.header, self.buf)
+        self.done.append(self.buf)
+        self.buf, self.t0 = empty_part(), time.perf_counter()
+
+    def add(self, position: int, video_id: str, views: torch.Tensor, infer: torch.Tensor, num_frames: int,
+            partial: dict[str, Any] | None = None) -> None:
+        """A video's embeddings (``partial``: its record when read from a damaged file)."""
+        self._start(position)
+        b = self.buf
+        b["ids"].append(video_id)
+        b["views"].append(views)
+        b["infer"].append(infer)
+        b["num_frames"].append(num_frames)
+        b["pos"].append(position)
+        if partial is not None:
+            b["partial"].append(partial)
+        self._end(position)
+
+    def skip(self, position: int, video_id: str, path: str, reason: str) -> None:
+        """A video that could not be read: recorded with the reason."""
+        self._start(position)
+        self.buf["skipped"].append({"video_id": video_id, "path": path, "reason": reason, "position": position})
+        self._end(position)
+
+    def _start(self, position: int) -> None:
+        if (self.buf["ids"] or self.buf["skipped"]) and self.chunk_of(position) != self.buf_chunk:
+            self._close()  # the rest of that chunk was done before a crash
+        self.buf_chunk = self.chunk_of(position)
+
+    def _end(self, position: int) -> None:
+        if (position + 1) % self.chunk == 0:
+            self._close()
+
+    def finish(self, n_in_shard: int, provenance: dict[str, Any], shard: list[int]) -> EmbeddingCache:
+        if self.buf["ids"] or self.buf["skipped"]:
+            self._close()
+        cache = assemble(self.header, self.done, n_in_shard)
+        cache.provenance, cache.shard, cache.devices = provenance, shard, [provenance["device"]]
+        cache.save(self.out)
+        for f in sorted(self.parts_dir.glob("part_*.pt")):
+            f.unlink()
+        if self.parts_dir.exists():
+            self.parts_dir.rmdir()
+        return cache

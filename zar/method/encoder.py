@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import time
 from collections import deque
-from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
 import torch
@@ -22,8 +20,8 @@ import torch.nn.functional as F
 
 from zar.method import views as V
 from zar.model.backbone import Preprocess, autocast
-from zar.method.cache import FORMAT, assemble, empty_part, load_parts, save_cache, save_part
-from zar.method.frames import FramePlan, crop, iter_prepared, partial_record
+from zar.method.cache import FORMAT, CacheWriter
+from zar.method.frames import FramePlan, PreparedVideo, Unreadable, crop, iter_prepared, partial_record
 from zar.core.splitfiles import VideoRow
 from zar.core.errors import UserError
 
@@ -87,30 +85,30 @@ class VideoEncoder:
         d = getattr(self.model.visual, "output_dim", None)
         if d is None:
             size = self.pre.image_size
-            d = self._encode_images(torch.zeros(1, 3, size, size, dtype=torch.uint8)).shape[1]
+            d = self.encode_images(torch.zeros(1, 3, size, size, dtype=torch.uint8)).shape[1]
         return int(d)
 
     def _normalise(self, x: torch.Tensor) -> torch.Tensor:
         return ((x.to(self.device, non_blocking=True).float() / 255.0 - self.mean) / self.std).to(self.dtype)
 
     @torch.no_grad()
-    def _encode_batch(self, images: torch.Tensor) -> torch.Tensor:
+    def encode_batch(self, images: torch.Tensor) -> torch.Tensor:
         """uint8 (N,3,S,S) -> unnormalised fp32 image features (N,D), one call."""
         with contextlib.nullcontext() if self.precision == "bf16" else autocast(self.device):
             return self.visual(self._normalise(images)).float()
 
-    def _encode_images(self, images: torch.Tensor) -> torch.Tensor:
+    def encode_images(self, images: torch.Tensor) -> torch.Tensor:
         """uint8 (N,3,S,S) -> fp32 features (N,D), in batches of ``batch_size``."""
-        return torch.cat([self._encode_batch(images[i:i + self.batch_size])
+        return torch.cat([self.encode_batch(images[i:i + self.batch_size])
                           for i in range(0, images.shape[0], self.batch_size)])
 
     def _pieces(self, item: _Pending) -> list[tuple[_Pending, int, torch.Tensor]]:
         """The video's images on the device: the inference clip, then each crop of the view frames."""
         prepared = item.prepared
         to_dev = lambda t: t.to(self.device, non_blocking=True)  # noqa: E731
-        pieces = [to_dev(prepared["infer_frames"])]
+        pieces = [to_dev(prepared.infer_frames)]
         if self.plan_views:
-            frames = to_dev(prepared["view_frames"])
+            frames = to_dev(prepared.view_frames)
             pieces += [crop(frames, self.pre.image_size, c) for c in self.crops]  # crop-major: slices, no copy
         out, first = [], 0
         for t in pieces:
@@ -123,8 +121,8 @@ class VideoEncoder:
         """(views (V,D), infer (D,)): L2-normalised video embeddings = mean of frame features."""
         feats = torch.cat([f for _, f in sorted(item.chunks, key=lambda c: c[0])])
         item.chunks = []
-        plan: FramePlan = item.prepared["plan"]
-        n_t = item.prepared["infer_frames"].shape[0]
+        plan: FramePlan = item.prepared.plan
+        n_t = item.prepared.infer_frames.shape[0]
         infer_emb = F.normalize(feats[:n_t].mean(dim=0), dim=-1)
         if not self.plan_views:  # an inference-clip-only run (views.samples_per_rate = 0)
             return infer_emb.new_zeros((0, infer_emb.shape[0])).cpu(), infer_emb.cpu()
@@ -148,7 +146,7 @@ class VideoEncoder:
             if take < t.shape[0]:
                 queue.appendleft((item, first + take, t[take:]))
             n -= take
-        feats = self._encode_batch(parts[0] if len(parts) == 1 else torch.cat(parts))
+        feats = self.encode_batch(parts[0] if len(parts) == 1 else torch.cat(parts))
         at = 0
         for item, first, take in owners:
             item.chunks.append((first, feats[at:at + take]))
@@ -160,7 +158,7 @@ class VideoEncoder:
         """``(key, prepared)`` in, ``(key, prepared, views, infer)`` out, in the same order.
 
         Batches of ``batch_size`` images span videos; a video comes out once all its images
-        are encoded. An unreadable one (``"error"`` in ``prepared``) comes through in its
+        are encoded. An unreadable one (:class:`Unreadable`) comes through in its
         place with ``views = infer = None``. ``group(key)``: batches never span two groups
         (`zar encode` groups by chunk, so a chunk encoded again after a crash meets the
         same batches and gives the same bits on any device)."""
@@ -170,9 +168,9 @@ class VideoEncoder:
         current = None
 
         def ready():
-            while waiting and ("error" in waiting[0].prepared or waiting[0].remaining == 0):
+            while waiting and (isinstance(waiting[0].prepared, Unreadable) or waiting[0].remaining == 0):
                 item = waiting.popleft()
-                if "error" in item.prepared:
+                if isinstance(item.prepared, Unreadable):
                     yield item.key, item.prepared, None, None
                 else:
                     yield (item.key, item.prepared, *self._finish(item))
@@ -188,7 +186,7 @@ class VideoEncoder:
                     current = g
                 item = _Pending(key, prepared)
                 waiting.append(item)
-                if "error" not in prepared:
+                if not isinstance(prepared, Unreadable):
                     pieces = self._pieces(item)
                     queue.extend(pieces)
                     queued += item.remaining
@@ -200,136 +198,42 @@ class VideoEncoder:
                 self._run_batch(queue, queued)
             yield from ready()
 
-    def encode(self, prepared: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
+    def encode(self, prepared: PreparedVideo) -> tuple[torch.Tensor, torch.Tensor]:
         """(views (V,D), infer (D,)) of one video (the stream of one)."""
         (_, _, views, infer), = self.stream([(None, prepared)])
         return views, infer
 
 
-# ----------------------------------------------------------------------------- verb
-def union_rows(lists: list[str], root: str | None, ext: str | None) -> list[VideoRow]:
-    """The videos of several lists, each once, in order of first appearance. A video listed
-    twice must have the same path (labels are the tuning's business, not the encoder's)."""
-    from zar.core.splitfiles import read_videos
-    out: dict[str, VideoRow] = {}
-    where: dict[str, str] = {}
-    for path in lists:
-        for row in read_videos(path, None, root, ext):
-            old = out.get(row.video_id)
-            if old is None:
-                out[row.video_id], where[row.video_id] = row, path
-            elif old.path != row.path:
-                raise UserError(f"{path}: video {row.video_id!r} has path {row.path!r} here but {old.path!r} "
-                                f"in {where[row.video_id]}")
-    return list(out.values())
-
-
-def shard_slice(n: int, shard: str | None) -> tuple[int, int, int, int]:
-    """(start, stop, k, count) of shard ``k/N`` (1-based k) over n rows: contiguous blocks."""
-    if not shard:
-        return 0, n, 1, 1
-    try:
-        k, count = (int(x) for x in shard.split("/"))
-    except ValueError:
-        raise UserError(f"--shard {shard!r}: expected K/N, e.g. 2/4") from None
-    if not 1 <= k <= count:
-        raise UserError(f"--shard {shard!r}: K must be in 1..N")
-    return (k - 1) * n // count, k * n // count, k, count
-
-
-def add_arguments(p) -> None:
-    from zar.method.settings import add_settings_arguments
-
-    p.add_argument("--videos", required=True, nargs="+",
-                   help="video list CSV(s): their union is encoded, each video once (labels are not needed)")
-    p.add_argument("--root", default=None, help="directory the relative video paths start from")
-    p.add_argument("--ext", default=None, help="replace the video file suffix (e.g. .mp4 for normalised copies)")
-    p.add_argument("--backbone", required=True, help="backbone name, ARCH:PRETRAINED, spec .json or checkpoint")
-    p.add_argument("--out", required=True, help="embedding cache to write (.pt)")
-    p.add_argument("--shard", default=None, help="encode only shard K/N of the union (contiguous blocks)")
-    add_settings_arguments(p)
-
-
-def run(args) -> int:
-    from zar.jobs.common import start
-    from zar.core.files import sha256_file, write_json
-    from zar.core.progress import progress
-    from zar.core.provenance import provenance
-
-    job = start(args)
-    cfg, runcfg, device, spec = job.settings.views, job.settings.run, job.device, job.spec
-    rows_all = union_rows(list(args.videos), args.root, args.ext)
-    start, stop, k, count = shard_slice(len(rows_all), args.shard)
-    rows = rows_all[start:stop]
-    out = Path(args.out)
-    parts_dir = out.with_name(out.name + ".parts")
-    model, pre = job.model()
-    enc = VideoEncoder.for_run(model, pre, cfg, runcfg, device)
-    header = {
+# ----------------------------------------------------------------------------- into a cache
+def cache_header(enc: VideoEncoder, spec, run, lists: list[dict[str, str]], n_union: int) -> dict[str, Any]:
+    """What a cache records of how it was made (chunks and shards of one run agree on it)."""
+    cfg, pre = enc.cfg, enc.pre
+    return {
         "format": FORMAT, "views_config": cfg.to_dict(), "plan": [[v.rate, v.sample, v.crop] for v in enc.plan_views],
-        "backbone": spec.to_dict(), "image_precision": runcfg.image_precision, "image_size": pre.image_size,
+        "backbone": spec.to_dict(), "image_precision": run.image_precision, "image_size": pre.image_size,
         "view_short_side": cfg.view_short_side(pre.image_size), "embed_dim": enc.embed_dim,
-        "lists": [{"path": str(p), "sha256": sha256_file(p)} for p in args.videos], "n_union": len(rows_all),
+        "lists": lists, "n_union": n_union,
     }
-    done = load_parts(parts_dir, header)
-    done_ids = {vid for part in done for vid in part["ids"]} | {s["video_id"] for part in done for s in part["skipped"]}
-    todo = [(start + i, r) for i, r in enumerate(rows) if r.video_id not in done_ids]
-    log.info("encode %d videos (shard %d/%d of the %d in %d list(s)), %d already done, %d views each, device %s",
-             len(rows), k, count, len(rows_all), len(args.videos), len(rows) - len(todo), cfg.n_views, device)
-    t0 = time.perf_counter()
-    buf: dict[str, list] = empty_part()
-    buf_chunk = None
-    store = getattr(torch, runcfg.store_dtype)
-    prepared_iter = iter_prepared([r for _, r in todo], cfg, pre, runcfg.backend, runcfg.timeout, runcfg.workers,
-                                  pin_memory=torch.device(device).type == "cuda")
-    chunk_of = lambda key: key[0] // runcfg.chunk  # noqa: E731  chunks by union position: a rerun meets the same
 
-    def close_chunk():
-        nonlocal buf, t0
-        buf["seconds"] = time.perf_counter() - t0
-        save_part(parts_dir, len(done), header, buf)
-        done.append(buf)
-        buf, t0 = empty_part(), time.perf_counter()
 
-    for key, prepared, views, infer in progress(enc.stream(zip(todo, prepared_iter), group=chunk_of),
-                                                total=len(todo), desc="encode"):
-        pos, row = key
-        if (buf["ids"] or buf["skipped"]) and chunk_of(key) != buf_chunk:
-            close_chunk()  # the rest of that chunk was done before a crash
-        buf_chunk = chunk_of(key)
-        if "error" in prepared:
-            log.warning("skipped %s: %s", row.path, prepared["error"])
-            buf["skipped"].append({"video_id": row.video_id, "path": row.path, "reason": prepared["error"],
-                                   "position": pos})
-        else:
-            buf["ids"].append(row.video_id)
-            buf["views"].append(views.to(store))
-            buf["infer"].append(infer.to(store))
-            buf["num_frames"].append(prepared["num_frames"])
-            buf["pos"].append(pos)
-            if prepared.get("partial"):
-                log.warning("%s is damaged or truncated: encoded from the %d frames that decode (%s declared)",
-                            row.path, prepared["frames_read"], prepared["frames_declared"])
-                buf["partial"].append(partial_record(row, prepared))
-        if (pos + 1) % runcfg.chunk == 0:
-            close_chunk()
-    if buf["ids"] or buf["skipped"]:
-        close_chunk()
-    prov = provenance()
-    cache = assemble(header, done, n_in_shard=len(rows))
-    cache.update(provenance=prov, shard=[k, count], devices=[prov["device"]])
-    save_cache(out, cache)
-    n_ok, n_skip = len(cache["video_ids"]), len(cache["skipped"])
-    write_json(out.with_suffix(".json"), {
-        "embeddings": str(out), "lists": header["lists"], "shard": [k, count], "n_in_shard": len(rows),
-        "n_union": len(rows_all), "n_encoded": n_ok, "n_skipped": n_skip, "skipped": cache["skipped"],
-        "partial": cache["partial"],
-        "settings": job.settings.to_dict(), "backbone": spec.to_dict(), "seconds": cache["seconds"],
-        "provenance": prov,
-    })
-    for f in sorted(parts_dir.glob("part_*.pt")):
-        f.unlink()
-    if parts_dir.exists():
-        parts_dir.rmdir()
-    log.info("encoded %d of %d videos (%d skipped) -> %s", n_ok, len(rows), n_skip, out)
-    return 0
+def encode_videos(enc: VideoEncoder, todo: list[tuple[int, VideoRow]], writer: CacheWriter, run) -> None:
+    """Encode ``todo`` ((union position, row) pairs) into ``writer``, reading ahead in
+    ``run.workers`` processes; an unreadable video is recorded with its reason, a partial one
+    is encoded from the frames that decode and recorded as such."""
+    from zar.core.progress import progress
+
+    store = getattr(torch, run.store_dtype)
+    prepared = iter_prepared([r for _, r in todo], enc.cfg, enc.pre, run.backend, run.timeout, run.workers,
+                             pin_memory=enc.device.type == "cuda")
+    stream = enc.stream(zip(todo, prepared), group=lambda key: writer.chunk_of(key[0]))  # a rerun meets the same
+    for (pos, row), p, views, infer in progress(stream, total=len(todo), desc="encode"):
+        if isinstance(p, Unreadable):
+            log.warning("skipped %s: %s", row.path, p.error)
+            writer.skip(pos, row.video_id, row.path, p.error)
+            continue
+        partial = None
+        if p.partial:
+            log.warning("%s is damaged or truncated: encoded from the %d frames that decode (%s declared)",
+                        row.path, p.frames_read, p.frames_declared)
+            partial = partial_record(row, p)
+        writer.add(pos, row.video_id, views.to(store), infer.to(store), p.num_frames, partial)

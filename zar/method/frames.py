@@ -8,6 +8,7 @@ pipeline instead, see :func:`vifi_resize_crop`).
 """
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -75,18 +76,53 @@ def crop(frames: torch.Tensor, size: int, position: str) -> torch.Tensor:
     return frames[..., top:top + ch, left:left + cw]
 
 
-def prepare_video(row: VideoRow, cfg: V.ViewConfig, pre: Preprocess, backend: str = "decord",
-                  timeout: float = 120.0) -> dict[str, Any]:
-    """Read and resize the frames one video needs (runs in a reader worker).
+@dataclass
+class PreparedVideo:
+    """The frames one video's views and inference clip need, as a reader worker returns them.
 
-    Returns ``{"video_id", "plan", "view_frames" (U,3,h,w) uint8 at the view short side,
-    "infer_frames" (T,3,S,S) uint8 centre crops, "num_frames", "fps", "partial",
-    "frames_read", "frames_declared"}``, or ``{"video_id", "error"}``. ``partial`` is True
-    when the file is damaged or truncated: the views then cover the ``frames_read`` frames
-    that decode, of ``frames_declared`` the container announces (None: it gives no count).
-    Sources larger than the view short side are scaled down by the decoder (memory does not
-    grow with the source resolution); smaller ones are read as they are.
-    """
+    ``view_frames`` (U,3,h,w) uint8 at the view short side, one per index of
+    ``plan.view_frames``; ``infer_frames`` (T,3,S,S) uint8 centre crops. ``partial``: the file
+    is damaged or truncated, the views then cover the ``frames_read`` frames that decode, of
+    ``frames_declared`` the container announces (None: it gives no count)."""
+
+    video_id: str
+    plan: FramePlan
+    view_frames: torch.Tensor
+    infer_frames: torch.Tensor
+    num_frames: int
+    fps: float
+    partial: bool
+    frames_read: int
+    frames_declared: int | None
+    read_seconds: float = 0.0
+
+    def pin_memory(self) -> "PreparedVideo":
+        """Page-locked copies of the frames (the DataLoader calls it on CUDA)."""
+        return dataclasses.replace(self, view_frames=self.view_frames.pin_memory(),
+                                   infer_frames=self.infer_frames.pin_memory())
+
+    def images(self, crops: int) -> int:
+        """Images the encoder computes for this video: each (frame, crop) pair once, and the clip."""
+        return len(self.plan.view_frames) * crops + len(self.plan.infer)
+
+
+@dataclass
+class Unreadable:
+    """A video that could not be read, with the reason (it is skipped and recorded, never dropped)."""
+
+    video_id: str
+    error: str
+    read_seconds: float = 0.0
+
+    def pin_memory(self) -> "Unreadable":
+        return self
+
+
+def prepare_video(row: VideoRow, cfg: V.ViewConfig, pre: Preprocess, backend: str = "decord",
+                  timeout: float = 120.0) -> PreparedVideo | Unreadable:
+    """Read and resize the frames one video needs (runs in a reader worker). Sources larger
+    than the view short side are scaled down by the decoder (memory does not grow with the
+    source resolution); smaller ones are read as they are."""
     holder: dict[str, FramePlan] = {}
     short = cfg.view_short_side(pre.image_size)
 
@@ -97,7 +133,7 @@ def prepare_video(row: VideoRow, cfg: V.ViewConfig, pre: Preprocess, backend: st
     try:
         frames, info = read_video(row.path, indices_fn, backend=backend, timeout=timeout, max_short_side=short)
     except VideoDecodeError as e:
-        return {"video_id": row.video_id, "error": e.reason}
+        return Unreadable(row.video_id, e.reason)
     plan = holder["plan"]
     if info.num_frames != plan.num_frames:  # the reader found fewer frames than the header said
         plan = FramePlan.make(info.num_frames, cfg, row.video_id)
@@ -105,7 +141,7 @@ def prepare_video(row: VideoRow, cfg: V.ViewConfig, pre: Preprocess, backend: st
             frames, info = read_video(row.path, lambda _i: plan.read_indices(), backend=backend, timeout=timeout,
                                       max_short_side=short)
         except VideoDecodeError as e:
-            return {"video_id": row.video_id, "error": e.reason}
+            return Unreadable(row.video_id, e.reason)
     t = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2)  # N,3,H,W uint8
     nv = len(plan.view_frames)
     vifi = cfg.preprocess == "vifi"
@@ -114,9 +150,8 @@ def prepare_video(row: VideoRow, cfg: V.ViewConfig, pre: Preprocess, backend: st
         infer = vifi_resize_crop(t[nv:], short, pre.image_size).contiguous()
     else:
         infer = crop(resize_short(t[nv:], pre.image_size, pre.interpolation), pre.image_size, "center").contiguous()
-    return {"video_id": row.video_id, "plan": plan, "view_frames": view_frames.contiguous(),
-            "infer_frames": infer, "num_frames": info.num_frames, "fps": info.fps,
-            "partial": bool(info.partial), "frames_read": info.num_frames, "frames_declared": info.declared_frames}
+    return PreparedVideo(row.video_id, plan, view_frames.contiguous(), infer, info.num_frames, info.fps,
+                         bool(info.partial), info.num_frames, info.declared_frames)
 
 
 class _PrepareDataset(torch.utils.data.Dataset):
@@ -126,10 +161,10 @@ class _PrepareDataset(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.rows)
 
-    def __getitem__(self, i: int) -> dict[str, Any]:
+    def __getitem__(self, i: int) -> PreparedVideo | Unreadable:
         t0 = time.perf_counter()
         out = prepare_video(self.rows[i], self.cfg, self.pre, self.backend, self.timeout)
-        out["read_seconds"] = time.perf_counter() - t0
+        out.read_seconds = time.perf_counter() - t0
         return out
 
 
@@ -146,7 +181,7 @@ def iter_prepared(rows: list[VideoRow], cfg: V.ViewConfig, pre: Preprocess, back
     yield from loader
 
 
-def partial_record(row: VideoRow, prepared: dict[str, Any]) -> dict[str, Any]:
+def partial_record(row: VideoRow, prepared: PreparedVideo) -> dict[str, Any]:
     """What a result records of a video evaluated on the frames of a damaged or truncated file."""
-    return {"video_id": row.video_id, "path": row.path, "frames_read": int(prepared["frames_read"]),
-            "frames_declared": prepared["frames_declared"]}
+    return {"video_id": row.video_id, "path": row.path, "frames_read": int(prepared.frames_read),
+            "frames_declared": prepared.frames_declared}

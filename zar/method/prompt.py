@@ -90,7 +90,7 @@ class PromptLearner(nn.Module):
         self.ctx_init = ctx_init
         self.template = template
         self.classnames = list(class_texts)
-        prompts = [fill_template(template, ctx_init, class_text(None, c)) for c in class_texts]
+        prompts = [fill_template(template, ctx_init, class_text(c)) for c in class_texts]
         ctx_len = self._tower.context_length
         n_ctx = 0
         if "{ctx}" in template:

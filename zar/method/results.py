@@ -50,8 +50,43 @@ def record(video_id: str, label: int, result: TuneResult, method: str) -> dict[s
     return rec
 
 
+def read_json_lines(path: Path) -> list[dict]:
+    """The records of a JSON-lines file, up to a torn line (a crash's last write) or the end."""
+    out = []
+    if not path.exists():
+        return out
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            out.append(json.loads(line))
+        except json.JSONDecodeError:
+            break  # a torn last line from a crash: drop it and what follows
+    return out
+
+
+class JsonLines:
+    """Records appended one JSON line each as a run goes (flushed, so a crash loses at most the
+    line being written), read back by the next run; ``fresh`` starts the file over."""
+
+    def __init__(self, path: Path, fresh: bool = False):
+        self.path = Path(path)
+        if fresh:
+            self.path.unlink(missing_ok=True)
+        self.records = read_json_lines(self.path)
+
+    def add(self, rec: dict) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.path, "a", encoding="utf-8") as f:
+            f.write(to_json(rec, indent=None))
+        self.records.append(rec)
+
+    def remove(self) -> None:
+        self.path.unlink(missing_ok=True)
+
+
 class PredictionLog:
-    """Append-only JSON lines with resume: ``done`` holds the records already written."""
+    """Append-only JSON lines with resume: ``done`` holds the records already written. The
+    first line of the part file is the fingerprint of the inputs and settings; a part file
+    written with others is started over."""
 
     def __init__(self, out_jsonl: Path, fingerprint: str, resume: bool = True):
         self.final = Path(out_jsonl)
@@ -60,22 +95,12 @@ class PredictionLog:
         self.fingerprint = fingerprint
         self.done: dict[str, dict] = {}
         if resume and self.part.exists():
-            with open(self.part, encoding="utf-8") as f:
-                first = f.readline()
-                try:
-                    same = json.loads(first).get("_fingerprint") == fingerprint
-                except (json.JSONDecodeError, AttributeError):
-                    same = False
-                if not same:
-                    log.warning("%s was written with other inputs or settings: starting over", self.part)
-                else:
-                    for line in f:
-                        try:
-                            rec = json.loads(line)
-                        except json.JSONDecodeError:
-                            break  # a torn last line from a crash: drop it and what follows
-                        self.done[rec["video_id"]] = rec
-                    log.info("resuming: %d predictions already in %s", len(self.done), self.part)
+            lines = read_json_lines(self.part)
+            if lines and isinstance(lines[0], dict) and lines[0].get("_fingerprint") == fingerprint:
+                self.done = {rec["video_id"]: rec for rec in lines[1:]}
+                log.info("resuming: %d predictions already in %s", len(self.done), self.part)
+            else:
+                log.warning("%s was written with other inputs or settings: starting over", self.part)
         self._write_clean()
         self._f = open(self.part, "a", encoding="utf-8")
 
@@ -103,6 +128,13 @@ class PredictionLog:
         os.replace(tmp, self.final)
         self.part.unlink(missing_ok=True)
         return recs
+
+
+def frames_record(views, spec) -> dict:
+    """The three frame counts of a result: tuning views, inference clip, the backbone's fine-tuning."""
+    from zar.model.backbone import training_frames
+
+    return {"views": views.frames, "inference": views.infer_frames, "backbone_training": training_frames(spec)}
 
 
 def fingerprint(*parts: Any) -> str:

@@ -26,15 +26,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from zar.report import table_registry
-from zar.core import splitfiles as formats
+from zar.core import datasets
 
 
 # ----------------------------------------------------------------------------- splits
 def _eval_list(cfg: dict, dataset: str, evalset: str, name: str) -> str:
     if evalset.startswith("split"):
-        rel = formats.zeroshot_list(dataset, int(evalset[5:]), name)
+        rel = datasets.zeroshot_list(dataset, int(evalset[5:]), name)
     elif evalset in ("b2n_base", "b2n_novel"):
-        rel = formats.b2n_list(dataset, evalset[4:], name)
+        rel = datasets.b2n_list(dataset, evalset[4:], name)
     else:
         raise ValueError(f"unknown evaluation set {evalset!r}")
     return f"{cfg['splits_dir']}/{rel}"
@@ -50,7 +50,7 @@ def videos_csv(cfg: dict, dataset: str, evalset: str) -> str:
 
 
 def b2n_train_csv(cfg: dict, dataset: str, shot: int) -> str:
-    return f"{cfg['splits_dir']}/{formats.b2n_train_list(dataset, shot)}"
+    return f"{cfg['splits_dir']}/{datasets.b2n_train_list(dataset, shot)}"
 
 
 def video_root(cfg: dict, dataset: str) -> str:

@@ -114,7 +114,7 @@ def pick_videos(rows: list, n: int) -> list:
 def middle_frames(rows: list, n: int, frames: int, pre, backend: str = "decord", timeout: float = 60.0):
     """Up to ``n`` (row, uint8 frame (3,S,S)): the middle frame of each video's inference clip,
     preprocessed by `zar.method.frames.prepare_video` (so exactly what the model sees at inference)."""
-    from zar.method.frames import prepare_video
+    from zar.method.frames import Unreadable, prepare_video
     from zar.method.views import ViewConfig
 
     cfg = ViewConfig(frames=frames, rates=(1,), samples_per_rate=1, crops=1)
@@ -123,10 +123,10 @@ def middle_frames(rows: list, n: int, frames: int, pre, backend: str = "decord",
         if len(out) == n:
             break
         prepared = prepare_video(row, cfg, pre, backend, timeout)
-        if "error" in prepared:
-            log.warning("skipped %s: %s", row.path, prepared["error"])
+        if isinstance(prepared, Unreadable):
+            log.warning("skipped %s: %s", row.path, prepared.error)
             continue
-        clip = prepared["infer_frames"]
+        clip = prepared.infer_frames
         out.append((row, clip[clip.shape[0] // 2]))
     if not out:
         raise UserError("no readable video for the attention maps")

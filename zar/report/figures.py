@@ -15,7 +15,6 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from zar.report import table_registry
 from zar.core.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -23,81 +22,11 @@ log = logging.getLogger(__name__)
 KINDS = ("perclass", "ablation", "tsne", "attention")
 
 
-def add_arguments(p) -> None:
-    sub = p.add_subparsers(dest="kind", required=True, metavar="KIND")
-
-    s = sub.add_parser("perclass", help="per-class accuracy, confusion matrix, classes tuning helps/hurts")
-    s.add_argument("--results", required=True, nargs="+",
-                   help="result summary JSONs (each with its predictions .jsonl beside it)")
-    s.add_argument("--out", required=True, help="folder: one figure (.png, CSVs beside it) per result")
-    s.add_argument("--strip", default="", help="prefix of the result paths dropped from the figure names")
-    s.add_argument("--top", type=int, default=10, help="classes shown that tuning helps / hurts most (default 10)")
-    s.add_argument("--note", default="", help="added to every title (e.g. that the data are synthetic)")
-
-    drawn = table_registry.plotted()
-    s = sub.add_parser("ablation", help=f"a table drawn as a plot ({', '.join(map(str, drawn))}: zar/report/table_registry.py)")
-    s.add_argument("--table", required=True, help="table CSV written by `zar tables`")
-    s.add_argument("--number", type=int, required=True, choices=drawn, help="which table it is")
-    s.add_argument("--out", required=True, help="figure to write (.png); CSV beside it")
-    s.add_argument("--title", default=None, help="figure title")
-
-    s = sub.add_parser("tsne", help="t-SNE of cached video embeddings, coloured by class")
-    s.add_argument("--embeddings", required=True, nargs="+",
-                   help="embedding cache shards of `zar encode` (.pt); with --names, NAME=SHARD")
-    s.add_argument("--videos", required=True, nargs="+",
-                   help="video lists (split files) naming the class of each video to plot; with --names, NAME=LIST")
-    s.add_argument("--names", default=None, nargs="+",
-                   help="one figure per name (e.g. per dataset), each from its NAME= caches and lists; "
-                        "--out is then a folder")
-    s.add_argument("--out", required=True, help="figure to write (.png); CSV of the points beside it")
-    s.add_argument("--max-points", type=int, default=5000, help="random subset above this many videos (default 5000)")
-    s.add_argument("--perplexity", type=float, default=30.0, help="t-SNE perplexity (default 30)")
-    s.add_argument("--seed", type=int, default=0, help="seed of the subset and of t-SNE")
-    s.add_argument("--title", default=None, help="figure title")
-
-    s = sub.add_parser("attention", help="attention maps of the image encoder over a few test frames")
-    from zar.method.settings import add_settings_arguments
-
-    s.add_argument("--videos", required=True, nargs="+", help="video list CSV(s) (path and label), one per figure")
-    s.add_argument("--classes", required=True, nargs="+", help="each list's classes.csv")
-    s.add_argument("--root", default=None, nargs="+", help="each list's video root (relative paths start there)")
-    s.add_argument("--names", default=None, nargs="+",
-                   help="with several lists: the figure names (e.g. the datasets); --out is then a folder")
-    s.add_argument("--ext", default=None, help="replace the video file suffix (e.g. .mp4)")
-    s.add_argument("--backbone", required=True, help="backbone name, ARCH:PRETRAINED, spec .json or checkpoint")
-    s.add_argument("--frames", type=int, default=4, help="how many videos (one frame each; default 4)")
-    s.add_argument("--mode", choices=("last", "rollout"), default="last",
-                   help="class-token attention of the last block (default) or attention rollout")
-    s.add_argument("--out", required=True, help="figure to write (.png); CSV of the maps beside it")
-    s.add_argument("--title", default=None, help="figure title")
-    add_settings_arguments(s)
-
-
-
-def run(args) -> int:
-    out = Path(args.out)
-    if args.kind not in ("perclass", "attention", "tsne") and out.suffix != ".png":
-        raise UserError(f"--out {out}: the figure is written as PNG; give a .png path")
-    handler = {"perclass": run_perclass, "ablation": run_ablation, "tsne": run_tsne,
-               "attention": run_attention}[args.kind]
-    handler(args)
-    print(f"zar figures {args.kind}: -> {out}")
-    return 0
-
-
 # ----------------------------------------------------------------------------- kinds
 def perclass_name(result: str, strip: str = "") -> str:
     """The figure's file name of a result: its path without ``strip`` and .json, '/' as '-'."""
     rel = result[len(strip):] if strip and result.startswith(strip) else result
     return rel.removesuffix(".json").strip("/").replace("/", "-") + ".png"
-
-
-def run_perclass(args) -> None:
-    if args.top < 1:
-        raise UserError("--top must be at least 1")
-    for result in args.results:
-        perclass_figure(result, Path(args.out) / perclass_name(result, args.strip), args.top,
-                        f"{result}{args.note}")
 
 
 def perclass_figure(result: str, out: Path, top: int, title: str) -> None:
@@ -117,18 +46,6 @@ def perclass_figure(result: str, out: Path, top: int, title: str) -> None:
     plots.perclass(out, rows, matrix, helped, hurt, title, tuned=tuned)
 
 
-def run_ablation(args) -> None:
-    from zar.report import analysis as A
-    from zar.report import plots
-
-    records = A.read_table_csv(args.table)
-    points = A.ablation_series(records, args.number)
-    has_paper = any(p["series"] == "paper" for p in points)
-    title = args.title or f"Table {args.number}"
-    title += "\nours: mean ± std over splits" + ("; paper: quoted from Liang et al. 2025" if has_paper else "")
-    plots.ablation(args.out, points, args.number, title)
-
-
 def tsne_points(embeddings: list[str], videos: list[str]):
     """(inference-clip embeddings (N, D), class name per point, video ids) of the videos of
     ``videos`` (split files, which name each video's class) found in the cache ``embeddings``
@@ -140,8 +57,8 @@ def tsne_points(embeddings: list[str], videos: list[str]):
     from zar.core.splitfiles import read_videos
 
     cache = open_caches(list(embeddings))
-    row = {v: i for i, v in enumerate(cache["video_ids"])}
-    infer = cache["infer"].float().numpy()
+    row = {v: i for i, v in enumerate(cache.video_ids)}
+    infer = cache.infer.float().numpy()
     vecs, names, ids, seen = [], [], [], set()
     for lst in videos:
         for r in read_videos(lst):
@@ -155,15 +72,6 @@ def tsne_points(embeddings: list[str], videos: list[str]):
     return np.stack(vecs), names, ids
 
 
-def run_tsne(args) -> None:
-    if not args.names:
-        return tsne_figure(args.embeddings, args.videos, args, Path(args.out), args.title)
-    for name in args.names:
-        pick = lambda items: [x.split("=", 1)[1] for x in items if x.split("=", 1)[0] == name]  # noqa: E731
-        title = args.title.replace("{name}", name) if args.title else name
-        tsne_figure(pick(args.embeddings), pick(args.videos), args, Path(args.out) / f"{name}.png", title)
-
-
 def tsne_figure(embeddings: list[str], videos: list[str], args, out: Path, title: str | None) -> None:
     from zar.report import analysis as A
     from zar.report import plots
@@ -173,25 +81,6 @@ def tsne_figure(embeddings: list[str], videos: list[str], args, out: Path, title
     x, names, ids = x[keep], [names[i] for i in keep], [ids[i] for i in keep]
     xy = A.tsne_2d(x, perplexity=args.perplexity, seed=args.seed)
     plots.tsne(out, xy, names, ids, title or "t-SNE of the inference-clip embeddings")
-
-
-def run_attention(args) -> None:
-    from zar.model.backbone import build_model, parse_spec
-    from zar.method.settings import load_settings
-
-    if args.frames < 1:
-        raise UserError("--frames must be at least 1")
-    n = len(args.videos)
-    if len(args.classes) != n or (args.root and len(args.root) != n) or (n > 1 and len(args.names or []) != n):
-        raise UserError("give one --classes (and --root) per --videos, and with several lists one --names each")
-    settings = load_settings(args.config, args.set)
-    spec = parse_spec(args.backbone)
-    model, pre = build_model(spec, device=settings.run.resolved_device())
-    for i in range(n):
-        out = Path(args.out) / f"{args.names[i]}.png" if n > 1 else Path(args.out)
-        title = args.title.replace("{name}", args.names[i]) if args.title and args.names else args.title
-        attention_figure(model, pre, spec, settings, args.videos[i], args.classes[i],
-                         args.root[i] if args.root else None, args.ext, args.frames, args.mode, title, out)
 
 
 def attention_figure(model, pre, spec, settings, videos, classes_csv, root, ext, n, mode, title, out) -> None:

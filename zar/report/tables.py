@@ -17,14 +17,13 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 from pathlib import Path
 from typing import Any
 
 from zar.core.metrics import harmonic_mean, mean_std
 from zar.report.table_registry import CITATION, Table, get
 from zar.core.errors import UserError
-from zar.core.files import atomic_write_text, read_json
+from zar.core.files import read_json
 
 
 def _decl(spec: dict) -> Table:
@@ -277,20 +276,3 @@ def render_html(spec: dict, md: str) -> str:
                                                                               output_format="html"))
 
 
-def add_arguments(p) -> None:
-    p.add_argument("--spec", required=True, help="the table spec as JSON text or a .json file (the workflow writes it)")
-    p.add_argument("--out", required=True,
-                   help="output prefix: writes PREFIX.md, PREFIX.tex, PREFIX.csv and PREFIX.html (for the report)")
-
-
-def run(args) -> int:
-    spec = read_json(args.spec) if args.spec.endswith(".json") and Path(args.spec).is_file() else json.loads(args.spec)
-    records = compute(spec)
-    out = Path(args.out)
-    atomic_write_text(out.with_suffix(".csv"), render_csv(records))
-    atomic_write_text(out.with_suffix(".tex"), render_tex(spec, records))
-    md = render_md(spec, records)
-    atomic_write_text(out.with_suffix(".md"), md)
-    atomic_write_text(out.with_suffix(".html"), render_html(spec, md))
-    print(md)
-    return 0

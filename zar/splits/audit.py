@@ -17,10 +17,10 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from zar.core.datasets import DATASETS, expected_counts, with_role
+from zar.core.datasets import (DATASETS, SPLITS, b2n_list, b2n_train_list, class_list, class_text, expected_counts,
+                               with_role, zeroshot_list)
 from zar.splits.common import is_kinetics_stem
-from zar.core.splitfiles import (CLASS_HEADER, MANIFEST, SPLITS, VIDEO_HEADER, b2n_list, b2n_train_list, class_list,
-                                class_text, parse_csv, zeroshot_list)
+from zar.core.splitfiles import CLASS_HEADER, MANIFEST, VIDEO_HEADER, parse_csv
 from zar.splits.kinetics_novel import RENAMED
 from zar.core.errors import UserError
 

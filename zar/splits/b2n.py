@@ -12,7 +12,8 @@ from __future__ import annotations
 from typing import Callable, Optional
 
 from zar.splits.common import Part, fail, is_kinetics_stem, read_id_names, read_label_list, stem, where
-from zar.core.splitfiles import VideoRow, b2n_list, b2n_train_list, classes_csv, videos_csv
+from zar.core.datasets import b2n_list, b2n_train_list, classes_csv
+from zar.core.splitfiles import VideoRow, videos_csv
 from zar.splits.kinetics_novel import KineticsFacts
 from zar.splits.published import Sources
 from zar.splits.ucf_hmdb import Official, normalise

@@ -17,7 +17,8 @@ from zar.splits.common import (
     Part, fail, is_kinetics_stem, kinetics_stem, read_dict_csv, read_id_names, read_label_list,
     stem, where,
 )
-from zar.core.splitfiles import VideoRow, classes_csv, videos_csv, zeroshot_list
+from zar.core.datasets import classes_csv, zeroshot_list
+from zar.core.splitfiles import VideoRow, videos_csv
 from zar.splits.published import Sources
 
 # K600 name -> the K400 class it renames (docs/protocol.md §5); these count as seen classes.

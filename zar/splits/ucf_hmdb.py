@@ -13,7 +13,8 @@ import re
 from dataclasses import dataclass, field
 
 from zar.splits.common import Part, fail, read_id_names, read_label_list, stem, where
-from zar.core.splitfiles import VideoRow, class_list, classes_csv, videos_csv, zeroshot_list
+from zar.core.datasets import class_list, classes_csv, zeroshot_list
+from zar.core.splitfiles import VideoRow, videos_csv
 from zar.splits.published import SOURCES, Sources
 from zar.core.errors import UserError
 

@@ -23,7 +23,6 @@ mapping. Any other Python object in the file is refused with the list of what it
 """
 from __future__ import annotations
 
-import argparse
 import logging
 import pickle
 from collections import OrderedDict
@@ -157,15 +156,3 @@ def import_vifi(ckpt: str | Path, out: str | Path, base: str = "vitb16_openai") 
     return report
 
 
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("checkpoint", type=Path, help="ViFi-CLIP checkpoint (.pth) of the K400-fine-tuned ViT-B/16")
-    p.add_argument("--out", required=True, type=Path, help="output directory: model.safetensors + model.json")
-    p.add_argument("--base", default="vitb16_openai",
-                   help="architecture and the weights of keys the checkpoint lacks (default vitb16_openai)")
-
-
-def run(args: argparse.Namespace) -> int:
-    report = import_vifi(args.checkpoint, args.out, args.base)
-    print(f"wrote {args.out / 'model.safetensors'}: {len(report['filled_from_base'])} keys from the base, "
-          f"{len(report['ignored_extras'])} prompt buffers ignored, {len(report['unused'])} keys unused")
-    return 0

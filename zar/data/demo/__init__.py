@@ -23,11 +23,11 @@ from __future__ import annotations
 
 from zar.data.demo.settings import DIRECTIONS, SHAPES, DemoConfig, config_from_dict, load_config, validate
 from zar.data.demo.design import Combo, Video, class_name, combo_text, design_classes, pick_balanced, plan_videos
-from zar.data.demo.files import (SYNTHETIC_COLUMNS, SYNTHETIC_MANIFEST, build_split_files, write_splits,
+from zar.data.demo.files import (build_split_files, write_splits,
                             write_videos)
 from zar.data.demo.render import render_clip, video_seed, write_video
 
-__all__ = ["DIRECTIONS", "SHAPES", "SYNTHETIC_COLUMNS", "SYNTHETIC_MANIFEST", "Combo", "DemoConfig", "Video",
+__all__ = ["DIRECTIONS", "SHAPES", "Combo", "DemoConfig", "Video",
            "build_split_files", "class_name", "combo_text", "config_from_dict", "design_classes", "load_config",
            "pick_balanced", "plan_videos", "render_clip", "validate", "video_seed", "write_splits", "write_video",
            "write_videos"]

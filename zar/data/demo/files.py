@@ -9,9 +9,10 @@ import numpy as np
 
 from zar.core import datasets
 from zar.data.demo.settings import DemoConfig
+from zar.data.layout import NORMALISED_COLUMNS, NORMALISED_MANIFEST, output_path
 from zar.data.demo.design import Combo, Video, class_name, design_classes, plan_videos
 from zar.data.demo.render import render_clip, video_seed, write_video
-from zar.core import splitfiles as formats
+from zar.core import splitfiles
 from zar.core.files import atomic_write_text, sha256_file, stable_int
 from zar.core.progress import progress
 
@@ -23,12 +24,12 @@ def _class_list(ds: str, combos: list[Combo]) -> list[Combo]:
 
 def _classes_csv(ds: str, classes: list[Combo]) -> str:
     """The real format; its text rule turns each role's raw name back into ``combo_text``."""
-    return formats.classes_csv(ds, [class_name(ds, c) for c in classes])
+    return datasets.classes_csv(ds, [class_name(ds, c) for c in classes])
 
 
 def _videos_csv(ds: str, classes: list[Combo], videos: list[Video]) -> str:
     index = {c: i for i, c in enumerate(classes)}
-    return formats.videos_csv(formats.VideoRow(v.video_id, v.path, class_name(ds, v.combo), index[v.combo])
+    return splitfiles.videos_csv(splitfiles.VideoRow(v.video_id, v.path, class_name(ds, v.combo), index[v.combo])
                               for v in videos if v.combo in index)
 
 
@@ -56,25 +57,25 @@ def build_split_files(cfg: DemoConfig) -> dict[str, str]:
             full = _class_list(ds, design["finetune"] + design["pools"][ds])
         else:
             full = _class_list(ds, design["pools"][ds])
-        files[formats.class_list(ds)] = _classes_csv(ds, full)
+        files[datasets.class_list(ds)] = _classes_csv(ds, full)
         if "finetune" in d.roles:
             files[f"{ds}/train.csv"] = _videos_csv(ds, full, train)
         if "b2n" in d.roles:
             base = _class_list(ds, design["base"][ds])
             novel = [c for c in full if c not in set(base)]
-            files[formats.b2n_list(ds, "base", "classes")] = _classes_csv(ds, base)
-            files[formats.b2n_list(ds, "base", "test")] = _videos_csv(ds, base, test)
-            for s in formats.SPLITS:
-                files[formats.b2n_train_list(ds, s)] = _videos_csv(ds, base, _shots(cfg, ds, base, train, s))
-            files[formats.b2n_list(ds, "novel", "classes")] = _classes_csv(ds, novel)
-            files[formats.b2n_list(ds, "novel", "test")] = _videos_csv(ds, novel, test)
+            files[datasets.b2n_list(ds, "base", "classes")] = _classes_csv(ds, base)
+            files[datasets.b2n_list(ds, "base", "test")] = _videos_csv(ds, base, test)
+            for s in datasets.SPLITS:
+                files[datasets.b2n_train_list(ds, s)] = _videos_csv(ds, base, _shots(cfg, ds, base, train, s))
+            files[datasets.b2n_list(ds, "novel", "classes")] = _classes_csv(ds, novel)
+            files[datasets.b2n_list(ds, "novel", "test")] = _videos_csv(ds, novel, test)
         if "zeroshot" in d.roles:
             if d.novel_pool:  # the real layout's file name for the pool
                 files[d.novel_pool] = _classes_csv(ds, _class_list(ds, design["pools"][ds]))
-            for s in formats.SPLITS:
+            for s in datasets.SPLITS:
                 classes = _class_list(ds, design["splits"][ds][s - 1])
-                files[formats.zeroshot_list(ds, s, "classes")] = _classes_csv(ds, classes)
-                files[formats.zeroshot_list(ds, s, "test")] = _videos_csv(ds, classes, test)
+                files[datasets.zeroshot_list(ds, s, "classes")] = _classes_csv(ds, classes)
+                files[datasets.zeroshot_list(ds, s, "test")] = _videos_csv(ds, classes, test)
     files["README.md"] = _readme(cfg, files)
     return files
 
@@ -115,8 +116,8 @@ def write_splits(cfg: DemoConfig, out: Path) -> dict[str, str]:
     files = build_split_files(cfg)
     for rel, text in files.items():
         atomic_write_text(out / rel, text)
-    manifest = formats.manifest_text({rel: text.encode("utf-8") for rel, text in files.items()})
-    atomic_write_text(out / formats.MANIFEST, manifest)
+    manifest = splitfiles.manifest_text({rel: text.encode("utf-8") for rel, text in files.items()})
+    atomic_write_text(out / splitfiles.MANIFEST, manifest)
     return files
 
 
@@ -128,7 +129,6 @@ def write_videos(cfg: DemoConfig, dataset: str, root: Path) -> Path:
 
     Returns the path of ``demo_videos.csv``.
     """
-    from zar.data.decode import output_path
 
     videos = plan_videos(cfg)[dataset]
     made = 0
@@ -145,8 +145,8 @@ def write_videos(cfg: DemoConfig, dataset: str, root: Path) -> Path:
              root / "videos")
     rows = [(v.video_id, v.path, output_path(root, v.path).relative_to(root).as_posix(), v.num_frames, cfg.width,
              cfg.height, cfg.fps, sha256_file(output_path(root, v.path))) for v in videos]
-    manifest = root / SYNTHETIC_MANIFEST
-    atomic_write_text(manifest, formats.csv_text(SYNTHETIC_COLUMNS, rows))
+    manifest = root / NORMALISED_MANIFEST
+    atomic_write_text(manifest, splitfiles.csv_text(NORMALISED_COLUMNS, rows))
     # the same download manifest a real download writes, so the workflow's later rules run unchanged
     from zar.data.manifest import DOWNLOAD_COLUMNS, write_manifest
 
@@ -158,5 +158,4 @@ def write_videos(cfg: DemoConfig, dataset: str, root: Path) -> Path:
     return manifest
 
 
-SYNTHETIC_MANIFEST = "demo_videos.csv"
-SYNTHETIC_COLUMNS = ("video_id", "path", "output", "num_frames", "width", "height", "fps", "sha256")
+

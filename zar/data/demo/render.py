@@ -30,17 +30,9 @@ def _shape_alpha(shape: str, dx: np.ndarray, dy: np.ndarray, r: float) -> np.nda
     return np.clip(0.5 - sd, 0.0, 1.0)
 
 
-def render_clip(cfg: DemoConfig, combo: Combo, num_frames: int, seed: int,
-                visible: tuple[float, float] = (1.0, 1.0), edge: float = 0.0) -> np.ndarray:
-    """The frames of one clip, uint8 (T, H, W, 3). Pure; deterministic in its arguments.
-
-    The shape is on screen during one stretch of the clip, a fraction drawn from ``visible``
-    (1 = the whole clip; the rest shows the background alone), at a random place in time.
-    It moves at constant velocity and wraps around the frame edges; its positions of the
-    last ``trail_frames`` frames stay visible with falling opacity (a trail behind it).
-    """
-    colour, shape, direction, speed = combo
-    rng = np.random.default_rng(seed)
+def _motion(cfg: DemoConfig, rng, direction: str, speed: str, num_frames: int, visible, edge: float) -> dict:
+    """Size, speed, on-screen stretch and start of the shape (the draws, in this order: size,
+    speed, stretch, its start, place along and across the motion, the edge placement)."""
     W, H = cfg.width, cfg.height
     r = 0.5 * cfg.object_size * rng.uniform(1 - cfg.size_jitter, 1 + cfg.size_jitter)
     v = cfg.speeds[speed] * rng.uniform(1 - cfg.speed_jitter, 1 + cfg.speed_jitter)
@@ -60,44 +52,78 @@ def render_clip(cfg: DemoConfig, combo: Combo, num_frames: int, seed: int,
         left = rng.uniform() < 0.5
         out = (cfg.edge_depth + rng.uniform(-0.25, 0.25)) * r  # how far outside the crop its centre is
         x0 = ((W - H) / 2 - out if left else (W + H) / 2 + out) - (ux * span / 2)
+    return {"r": r, "v": v, "ux": ux, "uy": uy, "shown": shown, "first": first, "x0": x0, "y0": y0}
+
+
+def _appearance(cfg: DemoConfig, rng, colour: str) -> tuple[np.ndarray, np.ndarray]:
+    """The shape's colour (jittered) and the background (a gentle linear gradient)."""
+    W, H = cfg.width, cfg.height
     rgb = np.clip(np.asarray(cfg.colours[colour], np.float32)
                   + rng.uniform(-cfg.colour_jitter, cfg.colour_jitter, 3), 0, 255).astype(np.float32)
     lo, hi = cfg.background_range
-    bg_a, bg_b = rng.uniform(lo, hi, 3), rng.uniform(lo, hi, 3)  # a gentle linear gradient
+    bg_a, bg_b = rng.uniform(lo, hi, 3), rng.uniform(lo, hi, 3)
     angle = rng.uniform(0, 2 * np.pi)
     ys, xs = np.mgrid[0:H, 0:W].astype(np.float32)
     g = (np.cos(angle) * (xs / W - 0.5) + np.sin(angle) * (ys / H - 0.5) + 0.5)[..., None]
-    background = (bg_a * (1 - g) + bg_b * g).astype(np.float32)
+    return rgb, (bg_a * (1 - g) + bg_b * g).astype(np.float32)
 
-    # one patch around the shape and its trail, pasted with wrap-around
+
+def _patch(cfg: DemoConfig, m: dict) -> dict:
+    """One patch around the shape and its trail (pasted with wrap-around): the trail's steps,
+    opacities and radii, the patch's extent and pixel grid."""
+    W, H = cfg.width, cfg.height
+    r, v, ux, uy = m["r"], m["v"], m["ux"], m["uy"]
     k = np.arange(cfg.trail_frames + 1, dtype=np.float32)
     opacity = np.where(k == 0, 1.0, cfg.trail_alpha * (1 - k / (cfg.trail_frames + 1)))
     radii = (r * (1 - cfg.trail_taper * k / (cfg.trail_frames + 1)))[:, None, None]
-    m = int(np.ceil(r)) + 2
-    trail = min(v * cfg.trail_frames, max(0, (W if ux else H) - 2 * m - 2))  # fits the frame
-    x_lo, x_hi = -m - (trail if ux > 0 else 0), m + (trail if ux < 0 else 0)
-    y_lo, y_hi = -m - (trail if uy > 0 else 0), m + (trail if uy < 0 else 0)
+    e = int(np.ceil(r)) + 2
+    trail = min(v * cfg.trail_frames, max(0, (W if ux else H) - 2 * e - 2))  # fits the frame
+    x_lo, x_hi = -e - (trail if ux > 0 else 0), e + (trail if ux < 0 else 0)
+    y_lo, y_hi = -e - (trail if uy > 0 else 0), e + (trail if uy < 0 else 0)
     pw = min(W, int(np.ceil(x_hi - x_lo)) + 1)
     ph = min(H, int(np.ceil(y_hi - y_lo)) + 1)
-    px = np.arange(pw, dtype=np.float32)[None, None, :]
-    py = np.arange(ph, dtype=np.float32)[None, :, None]
+    return {"k": k, "opacity": opacity, "radii": radii, "x_lo": x_lo, "y_lo": y_lo, "pw": pw, "ph": ph,
+            "px": np.arange(pw, dtype=np.float32)[None, None, :], "py": np.arange(ph, dtype=np.float32)[None, :, None]}
+
+
+def _alpha(cfg: DemoConfig, shape: str, m: dict, pt: dict, u: int) -> np.ndarray:
+    """The shape's and its trail's opacity over the frame, ``u`` frames into its motion."""
+    W, H, k = cfg.width, cfg.height, pt["k"]
+    alpha = np.zeros((H, W), np.float32)
+    hx, hy = (m["x0"] + m["v"] * m["ux"] * u) % W, (m["y0"] + m["v"] * m["uy"] * u) % H  # the shape now
+    ox, oy = int(np.floor(hx + pt["x_lo"])), int(np.floor(hy + pt["y_lo"]))  # patch origin
+    dx = pt["px"] + (ox - hx) + (m["v"] * m["ux"]) * k[:, None, None]  # relative to each trail position
+    dy = pt["py"] + (oy - hy) + (m["v"] * m["uy"]) * k[:, None, None]
+    seen = np.where(k <= u, pt["opacity"], 0.0)  # no trail from before it came on screen
+    patch = (_shape_alpha(shape, dx, dy, pt["radii"]) * seen[:, None, None]).max(axis=0)
+    alpha[np.ix_((oy + np.arange(pt["ph"])) % H, (ox + np.arange(pt["pw"])) % W)] = patch
+    return alpha
+
+
+def render_clip(cfg: DemoConfig, combo: Combo, num_frames: int, seed: int,
+                visible: tuple[float, float] = (1.0, 1.0), edge: float = 0.0) -> np.ndarray:
+    """The frames of one clip, uint8 (T, H, W, 3). Pure; deterministic in its arguments.
+
+    The shape is on screen during one stretch of the clip, a fraction drawn from ``visible``
+    (1 = the whole clip; the rest shows the background alone), at a random place in time.
+    It moves at constant velocity and wraps around the frame edges; its positions of the
+    last ``trail_frames`` frames stay visible with falling opacity (a trail behind it).
+    """
+    colour, shape, direction, speed = combo
+    rng = np.random.default_rng(seed)
+    m = _motion(cfg, rng, direction, speed, num_frames, visible, edge)
+    rgb, background = _appearance(cfg, rng, colour)
+    pt = _patch(cfg, m)
     grey = np.full(3, float(rgb.mean()), np.float32)
-    frames = np.empty((num_frames, H, W, 3), np.uint8)
+    frames = np.empty((num_frames, cfg.height, cfg.width, 3), np.uint8)
     for t in range(num_frames):
-        u = t - first  # time since the shape came on screen (or, with ``grey``, into its colour)
-        alpha = np.zeros((H, W), np.float32)
+        u = t - m["first"]  # time since the shape came on screen (or, with ``grey``, into its colour)
         colour_now = rgb
         if cfg.hidden == "grey":  # the shape is always there, in its colour only within the window
-            colour_now = rgb if 0 <= u < shown else grey
+            colour_now = rgb if 0 <= u < m["shown"] else grey
             u = t
-        if 0 <= u < (num_frames if cfg.hidden == "grey" else shown):
-            hx, hy = (x0 + v * ux * u) % W, (y0 + v * uy * u) % H  # the shape now
-            ox, oy = int(np.floor(hx + x_lo)), int(np.floor(hy + y_lo))  # patch origin
-            dx = px + (ox - hx) + (v * ux) * k[:, None, None]  # relative to each trail position
-            dy = py + (oy - hy) + (v * uy) * k[:, None, None]
-            seen = np.where(k <= u, opacity, 0.0)  # no trail from before it came on screen
-            patch = (_shape_alpha(shape, dx, dy, radii) * seen[:, None, None]).max(axis=0)
-            alpha[np.ix_((oy + np.arange(ph)) % H, (ox + np.arange(pw)) % W)] = patch
+        on = 0 <= u < (num_frames if cfg.hidden == "grey" else m["shown"])
+        alpha = _alpha(cfg, shape, m, pt, u) if on else np.zeros((cfg.height, cfg.width), np.float32)
         img = background + alpha[..., None] * (colour_now - background)
         img += cfg.noise_std * rng.standard_normal(img.shape, dtype=np.float32)
         frames[t] = np.clip(np.rint(img), 0, 255).astype(np.uint8)
@@ -112,7 +138,7 @@ def write_video(frames: np.ndarray, path: Path, fps: int) -> None:
     """Encode frames atomically: .mp4 -> H.264, .avi -> MPEG-4 part 2 (as in the real data)."""
     import av
 
-    from zar.data.decode import CRF, PRESET
+    from zar.data.layout import CRF, PRESET
 
     fmt, codec, options = {  # .mp4: the normalised form of `zar decode` (a keyframe every second)
         ".mp4": ("mp4", "libx264", {"crf": str(CRF), "preset": PRESET, "g": str(fps), "threads": "1"}),

@@ -1,0 +1,28 @@
+"""`zar tables`: render a paper table from result files (zar.report.tables)."""
+from __future__ import annotations
+
+from pathlib import Path
+import json
+
+from zar.core.files import atomic_write_text
+from zar.core.files import read_json
+from zar.report.tables import compute, render_csv, render_html, render_md, render_tex
+
+
+def add_arguments(p) -> None:
+    p.add_argument("--spec", required=True, help="the table spec as JSON text or a .json file (the workflow writes it)")
+    p.add_argument("--out", required=True,
+                   help="output prefix: writes PREFIX.md, PREFIX.tex, PREFIX.csv and PREFIX.html (for the report)")
+
+
+def run(args) -> int:
+    spec = read_json(args.spec) if args.spec.endswith(".json") and Path(args.spec).is_file() else json.loads(args.spec)
+    records = compute(spec)
+    out = Path(args.out)
+    atomic_write_text(out.with_suffix(".csv"), render_csv(records))
+    atomic_write_text(out.with_suffix(".tex"), render_tex(spec, records))
+    md = render_md(spec, records)
+    atomic_write_text(out.with_suffix(".md"), md)
+    atomic_write_text(out.with_suffix(".html"), render_html(spec, md))
+    print(md)
+    return 0

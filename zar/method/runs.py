@@ -1,0 +1,52 @@
+"""The method applied to a list of videos: from an embedding cache (`zar tune`), or reading,
+encoding and tuning each video in one process (`zar evaluate`). Both append one prediction
+record per video as they go (a crashed run resumes) and give the same predictions."""
+from __future__ import annotations
+
+import logging
+import time
+
+import torch
+
+from zar.core.progress import progress
+from zar.method.results import JsonLines, PredictionLog, record
+
+log = logging.getLogger(__name__)
+
+
+def tune_from_cache(tuner, cache, todo: list[int], view_index: list[int], labels: dict[str, int], method: str,
+                    predictions: PredictionLog, batch: int) -> float:
+    """Tune the cached videos at rows ``todo`` of ``cache`` (their views ``view_index``) in
+    batches of ``batch``, adding each video's record to ``predictions``; the seconds spent."""
+    ids, view_index_t = cache.video_ids, torch.tensor(view_index, dtype=torch.long)
+    t0 = time.perf_counter()
+    for first in progress(range(0, len(todo), batch), total=-(-len(todo) // batch), desc=f"tune {method}", every=10):
+        chunk = torch.tensor(todo[first:first + batch], dtype=torch.long)
+        views = cache.views.index_select(0, chunk).index_select(1, view_index_t).float()
+        results = tuner.tune(views, cache.infer.index_select(0, chunk).float())
+        for i, result in zip(chunk.tolist(), results):
+            predictions.add(record(ids[i], labels[ids[i]], result, method))
+    return time.perf_counter() - t0
+
+
+def evaluate_videos(todo, prepared, encoder, tuner, method: str, predictions: PredictionLog, skipped: JsonLines,
+                    partial: JsonLines) -> None:
+    """Encode and tune each of ``todo`` ((list position, row) pairs) as ``prepared`` (the
+    reader's output for them, in order) comes; an unreadable video goes to ``skipped`` with
+    its reason, a damaged one is evaluated on the frames that decode and noted in ``partial``."""
+    from zar.method.frames import Unreadable, partial_record
+
+    for (pos, row), p in progress(zip(todo, prepared), total=len(todo), desc=f"evaluate {method}"):
+        if isinstance(p, Unreadable):
+            log.warning("skipped %s: %s", row.path, p.error)
+            skipped.add({"video_id": row.video_id, "path": row.path, "reason": p.error, "list_position": pos})
+            continue
+        if p.partial:
+            log.warning("%s is damaged or truncated: evaluated on the %d frames that decode (%s declared)",
+                        row.path, p.frames_read, p.frames_declared)
+            partial.add(partial_record(row, p))
+        t_video = time.perf_counter()
+        views, infer = encoder.encode(p)
+        result = tuner(views, infer)
+        result.seconds = time.perf_counter() - t_video + p.read_seconds
+        predictions.add(record(row.video_id, row.class_index, result, method))
