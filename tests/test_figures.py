@@ -286,7 +286,7 @@ def test_attention_verb_on_videos_made_here(tmp_path, make_video):
     (tmp_path / "list.csv").write_text("path,label\nmissing.mp4,0\n" + "".join(f"v{i}.mp4,{i}\n" for i in range(3)))
     png = tmp_path / "att.png"
     assert main(["figures", "attention", "--videos", str(tmp_path / "list.csv"), "--classes", str(tmp_path / "classes.txt"),
-                 "--root", str(tmp_path), "--backbone", "tiny", "--frames", "2", "--set", "views.frames=4",
+                 "--root", str(tmp_path), "--backbone", "tiny", "--n-videos", "2", "--set", "views.frames=4",
                  "--set", "run.backend=pyav", "--mode", "rollout", "--out", str(png)]) == 0
     _png_ok(png, "attention")
     rows = _read_csv(png.with_suffix(".csv"))

@@ -136,7 +136,7 @@ def test_paths_backbones_and_reused_results(paper):
     assert hmdb["cells"]["80"] == [plan.zeroshot_result(paper, "hmdb51", "zar_k400", s) for s in (1, 2, 3)]
     assert hmdb["cells"]["30"][0] == "results/ablations/hmdb51/ratio30/split1.json"
     e = plan.evaluation(paper, "results/ablations/hmdb51/crops9/split2.json")
-    assert (e.backbone, e.evalset, plan.evaluation_settings(e)["views.crops"]) == ("vitb16_k400", "split2", 9)
+    assert (e.backbone, str(e.evalset), plan.evaluation_settings(e)["views.crops"]) == ("vitb16_k400", "split2", 9)
 
 
 def test_table1_separates_the_two_gains(paper):
@@ -173,3 +173,40 @@ def test_paper_dry_run_lists_every_job():
     assert counts["train"] == "10" and counts["tables"] == "5" and counts["decode"] == "4"
     # three encodings per zero-shot dataset (2 backbones, + the 32-frame clip), one per base-to-novel model
     assert counts["encode"] == str(3 * (1 + 2 + 8) + 3 * (4 + 1 + 2))
+
+
+def test_every_output_path_is_one_template_used_by_the_rules_and_the_plan(paper):
+    """zar.plan.paths holds each result, embedding, model, table and figure path once: every
+    path the plan computes is an instance of the pattern the rules write, and the rules
+    spell no results path themselves."""
+    import re
+
+    from zar.plan import paths
+
+    def instance(pattern: str, path: str) -> bool:
+        rx = re.sub(r"\\\{\w+\\\}", "[^/]+", re.escape(pattern))
+        return re.fullmatch(rx, path) is not None
+
+    kinds = {"zeroshot": "zeroshot_result", "ablation": "ablation_result", "b2n": "b2n_result"}
+    for e in plan.evaluations(paper):
+        assert instance(paths.pattern(paper, kinds[e.kind]), e.result), e.result
+    shards = [s for enc in plan.encodings(paper) for s in plan.embedding_shards(paper, enc.dataset, enc.backbone,
+                                                                                 enc.viewset)]
+    assert shards and all(instance(paths.pattern(paper, "embeddings"), s) for s in shards)
+    assert all(instance(paths.pattern(paper, "table"), t) for t in plan.all_tables(paper))
+    figure_kinds = [paths.pattern(paper, k) for k in ("perclass_dir", "ablation_figure", "tsne_dir", "attention_dir")]
+    assert all(any(instance(p, f) for p in figure_kinds) for f in plan.figure_targets(paper))
+    assert plan.backbone_inputs(paper, "vitb16_k400") == [paths.path(paper, "model_weights", backbone="vitb16_k400")]
+    assert paths.log(paper, "zeroshot_result") == "logs/zeroshot/{dataset}/{run}/split{split}.log"
+    assert paths.benchmark(paper, "embeddings") == "benchmarks/embeddings/{dataset}/{backbone}/{viewset}/shard{k}of{n}.tsv"
+    for smk in sorted((ROOT / "workflow/rules").glob("*.smk")):
+        assert "{RES}/" not in smk.read_text(), f"{smk.name} spells a results path: use zar.plan.paths"
+
+
+def test_an_evaluation_set_is_a_split_or_a_side():
+    assert str(plan.EvalSet(split=2)) == "split2" and str(plan.EvalSet(side="novel")) == "b2n_novel"
+    assert plan.EvalSet(split=2).list_file("hmdb51", "test") == "hmdb51/zeroshot/split2/test.csv"
+    assert plan.EvalSet(side="base").list_file("k400", "classes") == "k400/b2n/base/classes.csv"
+    for bad in ({}, {"split": 1, "side": "base"}, {"side": "middle"}):
+        with pytest.raises(ValueError):
+            plan.EvalSet(**bad)

@@ -5,6 +5,7 @@ import os
 import shlex
 
 import zar.plan as plan
+from zar.plan import paths
 from zar.report import table_registry
 
 RES = config["results_dir"]
@@ -39,7 +40,7 @@ def dataset_lists(dataset):
     """Every video list of a dataset that some job reads (what to download and decode)."""
     lists = {l for enc in plan.encodings(config) if enc.dataset == dataset for l in enc.lists}
     if dataset in config["b2n"]["datasets"]:
-        lists |= {plan.b2n_train_csv(config, dataset, s) for s in config["b2n"]["shots"]}
+        lists |= {plan.b2n_train_path(config, dataset, s) for s in config["b2n"]["shots"]}
     for entry in config["training"].values():
         if entry["dataset"] == dataset:
             lists.add(entry["videos"])
@@ -55,17 +56,17 @@ def split_files():
     """Every file under the splits folder that some rule reads (the outputs of rule `splits`)."""
     files = {f"{SPLITS}/MANIFEST.sha256"}
     for e in plan.evaluations(config):
-        files |= {plan.videos_csv(config, e.dataset, e.evalset), plan.classes_csv(config, e.dataset, e.evalset)}
+        files |= {plan.videos_path(config, e.dataset, e.evalset), plan.classes_path(config, e.dataset, e.evalset)}
     for ds in config["b2n"]["datasets"]:
-        files |= {plan.b2n_train_csv(config, ds, s) for s in config["b2n"]["shots"]}
-        files.add(plan.classes_csv(config, ds, "b2n_base"))
+        files |= {plan.b2n_train_path(config, ds, s) for s in config["b2n"]["shots"]}
+        files.add(plan.classes_path(config, ds, plan.EvalSet(side="base")))
     for entry in config["training"].values():
         files |= {f for f in (entry["videos"], entry["classes"]) if f.startswith(f"{SPLITS}/")}
     return sorted(files)
 
 
 def splits_ready():
-    return f"{RES}/splits/audit.txt"
+    return paths.path(config, "splits_audit")
 
 
 # used by download.smk
@@ -88,8 +89,8 @@ def train_job(w):
         b, ds = config["b2n"], t["b2n"]
         return {
             "dataset": ds,
-            "videos": plan.b2n_train_csv(config, ds, t["shot"]),
-            "classes": plan.classes_csv(config, ds, "b2n_base"),
+            "videos": plan.b2n_train_path(config, ds, t["shot"]),
+            "classes": plan.classes_path(config, ds, plan.EvalSet(side="base")),
             "init": b["init"],
             "recipe": b["recipe"],
             "frames": b["train_frames"],
@@ -163,8 +164,8 @@ def tune_inputs(kind):
         e = find(w)
         return {
             "embeddings": plan.evaluation_shards(config, e),
-            "videos": plan.videos_csv(config, e.dataset, e.evalset),
-            "classes": plan.classes_csv(config, e.dataset, e.evalset),
+            "videos": plan.videos_path(config, e.dataset, e.evalset),
+            "classes": plan.classes_path(config, e.dataset, e.evalset),
             "model": plan.backbone_inputs(config, e.backbone),
         }
 

@@ -11,11 +11,11 @@ rule encode:
         audit=splits_ready(),
         model=lambda w: plan.backbone_inputs(config, w.backbone),
     output:
-        f"{RES}/embeddings/{{dataset}}/{{backbone}}/{{viewset}}/shard{{k}}of{{n}}.pt",
+        paths.pattern(config, "embeddings"),
     log:
-        f"{LOGS}/embeddings/{{dataset}}/{{backbone}}/{{viewset}}/shard{{k}}of{{n}}.log",
+        paths.log(config, "embeddings"),
     benchmark:
-        f"{BENCH}/embeddings/{{dataset}}/{{backbone}}/{{viewset}}/shard{{k}}of{{n}}.tsv"
+        paths.benchmark(config, "embeddings")
     priority: 10  # before tuning jobs, so tuning finds its inputs early
     conda:
         "../envs/zar.yaml"

@@ -4,7 +4,6 @@
 # per table (per-class), per ablation table, and per backbone (t-SNE, attention over every
 # dataset). Paths come from zar.plan.
 
-FIG = f"{RES}/figures"
 FIGCFG = config["figures"]
 PLOTTED_TABLES = table_registry.plotted()
 DEMO_NOTE = " (DEMO: synthetic data, tiny CLIP)" if config.get("demo") else ""
@@ -20,7 +19,7 @@ rule perclass:
         lambda w: plan.table_inputs(config, int(w.table)),
     output:
         report(
-            directory(f"{FIG}/perclass/table{{table}}"),
+            directory(paths.pattern(config, "perclass_dir")),
             patterns=["{name}.png"],
             caption="../report/perclass.rst",
             category="2. Per-class analysis",
@@ -28,7 +27,7 @@ rule perclass:
             labels={"result": "{name}"},
         ),
     log:
-        f"{LOGS}/figures/perclass/table{{table}}.log",
+        paths.log(config, "perclass_dir"),
     conda:
         "../envs/zar.yaml"
     threads: 1
@@ -45,17 +44,17 @@ rule perclass:
 
 rule ablation_figure:
     input:
-        f"{RES}/table{{table}}.csv",
+        paths.pattern(config, "table", ext="csv"),
     output:
         figure=report(
-            f"{FIG}/ablation_table{{table}}.png",
+            paths.pattern(config, "ablation_figure"),
             caption="../report/ablation.rst",
             category="3. Ablations",
             labels={"table": "Table {table}"},
         ),
-        data=f"{FIG}/ablation_table{{table}}.csv",
+        data=paths.pattern(config, "ablation_data"),
     log:
-        f"{LOGS}/figures/ablation_table{{table}}.log",
+        paths.log(config, "ablation_figure"),
     wildcard_constraints:
         table="|".join(map(str, PLOTTED_TABLES)),
     conda:
@@ -77,7 +76,7 @@ rule tsne:
         ),
     output:
         report(
-            directory(f"{FIG}/tsne/{{backbone}}"),
+            directory(paths.pattern(config, "tsne_dir")),
             patterns=["{dataset}.png"],
             caption="../report/tsne.rst",
             category="4. t-SNE of video embeddings",
@@ -85,7 +84,7 @@ rule tsne:
             labels={"dataset": "{dataset}"},
         ),
     log:
-        f"{LOGS}/figures/tsne/{{backbone}}.log",
+        paths.log(config, "tsne_dir"),
     conda:
         "../envs/zar.yaml"
     threads: resource("figures", "threads", 2)
@@ -111,7 +110,7 @@ rule attention:
         model=lambda w: plan.backbone_inputs(config, w.backbone),
     output:
         report(
-            directory(f"{FIG}/attention/{{backbone}}"),
+            directory(paths.pattern(config, "attention_dir")),
             patterns=["{dataset}.png"],
             caption="../report/attention.rst",
             category="5. Attention maps",
@@ -119,7 +118,7 @@ rule attention:
             labels={"dataset": "{dataset}"},
         ),
     log:
-        f"{LOGS}/figures/attention/{{backbone}}.log",
+        paths.log(config, "attention_dir"),
     conda:
         "../envs/zar.yaml"
     threads: 1
@@ -141,5 +140,5 @@ rule attention:
         title=lambda w: shlex.quote(f"{{name}}, {w.backbone}{DEMO_NOTE}"),
     shell:
         "zar figures attention --videos {input.videos} --classes {input.classes} --root {params.roots}"
-        " --names {params.names} --ext .mp4 --backbone {params.backbone} --frames {params.n} --mode {params.mode}"
+        " --names {params.names} --ext .mp4 --backbone {params.backbone} --n-videos {params.n} --mode {params.mode}"
         " {params.settings} --title {params.title} --out {output} > {log} 2>&1"

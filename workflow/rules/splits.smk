@@ -30,7 +30,7 @@ rule splits_audit:
     input:
         f"{SPLITS}/MANIFEST.sha256",
     output:
-        f"{RES}/splits/audit.txt",
+        paths.pattern(config, "splits_audit"),
     log:
         f"{LOGS}/splits/audit.log",
     conda:

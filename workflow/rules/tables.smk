@@ -10,11 +10,11 @@ rule tables:
     input:
         lambda w: plan.table_inputs(config, int(w.table)),
     output:
-        md=f"{RES}/table{{table}}.md",
-        tex=f"{RES}/table{{table}}.tex",
-        csv=f"{RES}/table{{table}}.csv",
+        md=paths.pattern(config, "table", ext="md"),
+        tex=paths.pattern(config, "table", ext="tex"),
+        csv=paths.pattern(config, "table", ext="csv"),
         html=report(
-            f"{RES}/table{{table}}.html",
+            paths.pattern(config, "table", ext="html"),
             caption="../report/table.rst",
             category="1. Tables",
             labels={"table": "Table {table}"},
@@ -25,6 +25,6 @@ rule tables:
         "../envs/zar.yaml"
     params:
         spec=lambda w: shlex.quote(json.dumps(plan.table_spec(config, int(w.table)))),
-        prefix=lambda w: f"{RES}/table{w.table}",
+        prefix=lambda w, output: os.path.splitext(output.md)[0],
     shell:
         "zar tables --spec {params.spec} --out {params.prefix} > {log} 2>&1"

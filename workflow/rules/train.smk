@@ -6,12 +6,12 @@ rule train:
     input:
         unpack(train_inputs),
     output:
-        weights=f"{RES}/models/{{backbone}}/model.safetensors",
-        meta=f"{RES}/models/{{backbone}}/model.json",
+        weights=paths.pattern(config, "model_weights"),
+        meta=paths.pattern(config, "model_meta"),
     log:
-        f"{LOGS}/models/{{backbone}}.log",
+        paths.log(config, "model_dir"),
     benchmark:
-        f"{BENCH}/models/{{backbone}}.tsv"
+        paths.benchmark(config, "model_dir")
     priority: 50  # every job on the fine-tuned backbone waits for the model: schedule it first
     conda:
         "../envs/zar.yaml"

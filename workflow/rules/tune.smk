@@ -9,12 +9,12 @@ rule tune_zeroshot:
     input:
         unpack(tune_inputs("zeroshot")),
     output:
-        summary=f"{RES}/zeroshot/{{dataset}}/{{run}}/split{{split}}.json",
-        predictions=f"{RES}/zeroshot/{{dataset}}/{{run}}/split{{split}}.jsonl",
+        summary=paths.pattern(config, "zeroshot_result"),
+        predictions=paths.predictions(paths.pattern(config, "zeroshot_result")),
     log:
-        f"{LOGS}/zeroshot/{{dataset}}/{{run}}/split{{split}}.log",
+        paths.log(config, "zeroshot_result"),
     benchmark:
-        f"{BENCH}/zeroshot/{{dataset}}/{{run}}/split{{split}}.tsv"
+        paths.benchmark(config, "zeroshot_result")
     conda:
         "../envs/zar.yaml"
     threads: resource("tune", "threads", 4)
@@ -34,12 +34,12 @@ use rule tune_zeroshot as tune_ablation with:
     input:
         unpack(tune_inputs("ablation")),
     output:
-        summary=f"{RES}/ablations/{{dataset}}/{{variant}}/split{{split}}.json",
-        predictions=f"{RES}/ablations/{{dataset}}/{{variant}}/split{{split}}.jsonl",
+        summary=paths.pattern(config, "ablation_result"),
+        predictions=paths.predictions(paths.pattern(config, "ablation_result")),
     log:
-        f"{LOGS}/ablations/{{dataset}}/{{variant}}/split{{split}}.log",
+        paths.log(config, "ablation_result"),
     benchmark:
-        f"{BENCH}/ablations/{{dataset}}/{{variant}}/split{{split}}.tsv"
+        paths.benchmark(config, "ablation_result")
     params:
         p=tune_params("ablation"),
 
@@ -48,11 +48,11 @@ use rule tune_zeroshot as tune_b2n with:
     input:
         unpack(tune_inputs("b2n")),
     output:
-        summary=f"{RES}/b2n/{{dataset}}/s{{shot}}/{{subset}}.json",
-        predictions=f"{RES}/b2n/{{dataset}}/s{{shot}}/{{subset}}.jsonl",
+        summary=paths.pattern(config, "b2n_result"),
+        predictions=paths.predictions(paths.pattern(config, "b2n_result")),
     log:
-        f"{LOGS}/b2n/{{dataset}}/s{{shot}}/{{subset}}.log",
+        paths.log(config, "b2n_result"),
     benchmark:
-        f"{BENCH}/b2n/{{dataset}}/s{{shot}}/{{subset}}.tsv"
+        paths.benchmark(config, "b2n_result")
     params:
         p=tune_params("b2n"),

@@ -57,9 +57,9 @@ def table1_estimate(config_file: str, splits: str | None, zar: dict, classes: in
         encode_s += len(videos) * per_image * (view_images + s["views.infer_frames"])
     evaluations = plan.evaluations(cfg)
     for e in evaluations:
-        n_classes = len(Path(plan.classes_csv(cfg, e.dataset, e.evalset)).read_text().splitlines()) - 1
+        n_classes = len(Path(plan.classes_path(cfg, e.dataset, e.evalset)).read_text().splitlines()) - 1
         per_video = zar["tune"] * n_classes / classes if e.method == "zar" else 0.0
-        tune_s += len(ids(plan.videos_csv(cfg, e.dataset, e.evalset))) * per_video
+        tune_s += len(ids(plan.videos_path(cfg, e.dataset, e.evalset))) * per_video
     start_s = (encode_jobs + len(evaluations)) * startup_s + encode_jobs * zar.get("start", 0.0)
     return {"encodings": len(plan.encodings(cfg)), "encode_jobs": encode_jobs, "videos_encoded": n_videos,
             "encode_hours": encode_s / 3600, "tune_jobs": len(evaluations), "tune_hours": tune_s / 3600,

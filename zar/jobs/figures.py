@@ -50,7 +50,7 @@ def add_arguments(p) -> None:
                    help="with several lists: the figure names (e.g. the datasets); --out is then a folder")
     s.add_argument("--ext", default=None, help="replace the video file suffix (e.g. .mp4)")
     s.add_argument("--backbone", required=True, help="backbone name, ARCH:PRETRAINED, spec .json or checkpoint")
-    s.add_argument("--frames", type=int, default=4, help="how many videos (one frame each; default 4)")
+    s.add_argument("--n-videos", type=int, default=4, help="how many videos of each list (one frame each; default 4)")
     s.add_argument("--mode", choices=("last", "rollout"), default="last",
                    help="class-token attention of the last block (default) or attention rollout")
     s.add_argument("--out", required=True, help="figure to write (.png); CSV of the maps beside it")
@@ -102,8 +102,8 @@ def run_attention(args) -> None:
     from zar.model.backbone import build_model, parse_spec
     from zar.method.settings import load_settings
 
-    if args.frames < 1:
-        raise UserError("--frames must be at least 1")
+    if args.n_videos < 1:
+        raise UserError("--n-videos must be at least 1")
     n = len(args.videos)
     if len(args.classes) != n or (args.root and len(args.root) != n) or (n > 1 and len(args.names or []) != n):
         raise UserError("give one --classes (and --root) per --videos, and with several lists one --names each")
@@ -114,4 +114,4 @@ def run_attention(args) -> None:
         out = Path(args.out) / f"{args.names[i]}.png" if n > 1 else Path(args.out)
         title = args.title.replace("{name}", args.names[i]) if args.title and args.names else args.title
         attention_figure(model, pre, spec, settings, args.videos[i], args.classes[i],
-                         args.root[i] if args.root else None, args.ext, args.frames, args.mode, title, out)
+                         args.root[i] if args.root else None, args.ext, args.n_videos, args.mode, title, out)

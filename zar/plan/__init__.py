@@ -27,29 +27,44 @@ from typing import Any
 
 from zar.report import table_registry
 from zar.core import datasets
+from zar.plan import paths
 
 
 # ----------------------------------------------------------------------------- splits
-def _eval_list(cfg: dict, dataset: str, evalset: str, name: str) -> str:
-    if evalset.startswith("split"):
-        rel = datasets.zeroshot_list(dataset, int(evalset[5:]), name)
-    elif evalset in ("b2n_base", "b2n_novel"):
-        rel = datasets.b2n_list(dataset, evalset[4:], name)
-    else:
-        raise ValueError(f"unknown evaluation set {evalset!r}")
-    return f"{cfg['splits_dir']}/{rel}"
+@dataclass(frozen=True)
+class EvalSet:
+    """The list an evaluation scores: zero-shot split ``split``, or the ``side`` (base or
+    novel) of the base-to-novel split. ``str()`` gives its name in labels: ``split2``,
+    ``b2n_base``."""
+
+    split: int | None = None
+    side: str | None = None
+
+    def __post_init__(self):
+        if (self.split is None) == (self.side is None) or self.side not in (None, "base", "novel"):
+            raise ValueError(f"an evaluation set is a split or a base-to-novel side, not {self}")
+
+    def __str__(self) -> str:
+        return f"split{self.split}" if self.split is not None else f"b2n_{self.side}"
+
+    def list_file(self, dataset: str, name: str) -> str:
+        """``classes`` or ``test`` of this set, relative to the splits folder."""
+        if self.split is not None:
+            return datasets.zeroshot_list(dataset, self.split, name)
+        return datasets.b2n_list(dataset, self.side, name)
 
 
-def classes_csv(cfg: dict, dataset: str, evalset: str) -> str:
-    """The class list of an evaluation set (``split{k}``, ``b2n_base``, ``b2n_novel``)."""
-    return _eval_list(cfg, dataset, evalset, "classes")
+def classes_path(cfg: dict, dataset: str, evalset: EvalSet) -> str:
+    """Where the class list of an evaluation set lives."""
+    return f"{cfg['splits_dir']}/{evalset.list_file(dataset, 'classes')}"
 
 
-def videos_csv(cfg: dict, dataset: str, evalset: str) -> str:
-    return _eval_list(cfg, dataset, evalset, "test")
+def videos_path(cfg: dict, dataset: str, evalset: EvalSet) -> str:
+    """Where the video list of an evaluation set lives."""
+    return f"{cfg['splits_dir']}/{evalset.list_file(dataset, 'test')}"
 
 
-def b2n_train_csv(cfg: dict, dataset: str, shot: int) -> str:
+def b2n_train_path(cfg: dict, dataset: str, shot: int) -> str:
     return f"{cfg['splits_dir']}/{datasets.b2n_train_list(dataset, shot)}"
 
 
@@ -72,7 +87,7 @@ def b2n_backbone(dataset: str, shot: int) -> str:
 
 
 def model_dir(cfg: dict, backbone: str) -> str:
-    return f"{cfg['results_dir']}/models/{backbone}"
+    return paths.path(cfg, "model_dir", backbone=backbone)
 
 
 def backbone_arg(cfg: dict, backbone: str) -> str:
@@ -89,7 +104,7 @@ def backbone_arg(cfg: dict, backbone: str) -> str:
 
 
 def backbone_inputs(cfg: dict, backbone: str) -> list[str]:
-    return [f"{model_dir(cfg, backbone)}/model.safetensors"] if backbone in trained_backbones(cfg) else []
+    return [paths.path(cfg, "model_weights", backbone=backbone)] if backbone in trained_backbones(cfg) else []
 
 
 # ----------------------------------------------------------------------------- settings
@@ -145,7 +160,7 @@ class Evaluation:
 
     kind: str  # zeroshot | ablation | b2n
     dataset: str
-    evalset: str  # split{k} | b2n_base | b2n_novel
+    evalset: EvalSet
     backbone: str
     method: str  # zar | vanilla
     settings: tuple[tuple[str, Any], ...]  # every setting, flat section.key items (method's + overrides)
@@ -168,15 +183,15 @@ def _freeze(settings: dict[str, Any]) -> tuple[tuple[str, Any], ...]:
 
 
 def zeroshot_result(cfg: dict, dataset: str, run: str, split: int) -> str:
-    return f"{cfg['results_dir']}/zeroshot/{dataset}/{run}/split{split}.json"
+    return paths.path(cfg, "zeroshot_result", dataset=dataset, run=run, split=split)
 
 
 def ablation_result(cfg: dict, dataset: str, variant: str, split: int) -> str:
-    return f"{cfg['results_dir']}/ablations/{dataset}/{variant}/split{split}.json"
+    return paths.path(cfg, "ablation_result", dataset=dataset, variant=variant, split=split)
 
 
 def b2n_result(cfg: dict, dataset: str, shot: int, subset: str) -> str:
-    return f"{cfg['results_dir']}/b2n/{dataset}/s{shot}/{subset}.json"
+    return paths.path(cfg, "b2n_result", dataset=dataset, shot=shot, subset=subset)
 
 
 def _zeroshot(cfg: dict) -> list[Evaluation]:
@@ -186,7 +201,7 @@ def _zeroshot(cfg: dict) -> list[Evaluation]:
         settings = _freeze({**base, **r.get("settings", {})})
         for ds in zs["datasets"]:
             for s in zs["splits"]:
-                out.append(Evaluation("zeroshot", ds, f"split{s}", r["backbone"], r["method"], settings,
+                out.append(Evaluation("zeroshot", ds, EvalSet(split=s), r["backbone"], r["method"], settings,
                                       zeroshot_result(cfg, ds, run, s), f"{ds}/split{s}/{run}"))
     return out
 
@@ -201,8 +216,8 @@ def _ablations(cfg: dict, main: list[Evaluation]) -> dict[tuple[str, str, int], 
         for variant, over in ablation_variants(cfg, ds).items():
             settings = _freeze({**base, **over})
             for s in ab["splits"]:
-                e = same.get((ds, f"split{s}", ab["backbone"], "zar", settings)) or Evaluation(
-                    "ablation", ds, f"split{s}", ab["backbone"], "zar", settings,
+                e = same.get((ds, EvalSet(split=s), ab["backbone"], "zar", settings)) or Evaluation(
+                    "ablation", ds, EvalSet(split=s), ab["backbone"], "zar", settings,
                     ablation_result(cfg, ds, variant, s), f"{ds}/split{s}/{variant}")
                 out[ds, variant, s] = e
     return out
@@ -211,7 +226,7 @@ def _ablations(cfg: dict, main: list[Evaluation]) -> dict[tuple[str, str, int], 
 def _b2n(cfg: dict) -> dict[tuple[str, int, str], Evaluation]:
     b = cfg["b2n"]
     settings = _freeze({**method_settings(cfg), "views.frames": b["view_frames"]})
-    return {(ds, s, sub): Evaluation("b2n", ds, f"b2n_{sub}", b2n_backbone(ds, s), b["method"], settings,
+    return {(ds, s, sub): Evaluation("b2n", ds, EvalSet(side=sub), b2n_backbone(ds, s), b["method"], settings,
                                      b2n_result(cfg, ds, s, sub), f"{ds}/b2n/s{s}/{sub}")
             for ds in b["datasets"] for s in b["shots"] for sub in ("base", "novel")}
 
@@ -259,7 +274,7 @@ def _encodings(cfg: dict) -> dict[tuple[str, str, str], Encoding]:
         key = (e.dataset, e.backbone, e.viewset())
         enc = out.setdefault(key, Encoding(*key))
         want = evaluation_settings(e)
-        lst = videos_csv(cfg, e.dataset, e.evalset)
+        lst = videos_path(cfg, e.dataset, e.evalset)
         if lst not in enc.lists:
             enc.lists.append(lst)
         views = {k: v for k, v in want.items() if k.startswith(("views.", "run."))}
@@ -295,8 +310,8 @@ def encoding(cfg: dict, dataset: str, backbone: str, viewset: str) -> Encoding:
 
 def embedding_shards(cfg: dict, dataset: str, backbone: str, viewset: str) -> list[str]:
     n = n_shards(cfg, dataset)
-    base = f"{cfg['results_dir']}/embeddings/{dataset}/{backbone}/{viewset}"
-    return [f"{base}/shard{k}of{n}.pt" for k in range(1, n + 1)]
+    return [paths.path(cfg, "embeddings", dataset=dataset, backbone=backbone, viewset=viewset, k=k, n=n)
+            for k in range(1, n + 1)]
 
 
 def evaluation_shards(cfg: dict, e: Evaluation) -> list[str]:
@@ -343,7 +358,7 @@ def table_inputs(cfg: dict, table: int) -> list[str]:
 
 
 def all_tables(cfg: dict) -> list[str]:
-    return [f"{cfg['results_dir']}/table{n}.{ext}" for n in cfg["tables"] for ext in ("md", "tex", "csv", "html")]
+    return [paths.path(cfg, "table", table=n, ext=ext) for n in cfg["tables"] for ext in ("md", "tex", "csv", "html")]
 
 
 # ----------------------------------------------------------------------------- the config
@@ -394,23 +409,12 @@ def check_config(cfg: dict, schema_path: str) -> None:
 # attention over every dataset): figure jobs stay few.
 
 
-def _figures_cfg(cfg: dict) -> dict[str, Any]:
-    fig = cfg.get("figures") or {}
-    return {"perclass_top": int(fig.get("perclass", {}).get("top", 10)),
-            "tsne": {"max_points": 5000, "perplexity": 30.0, "seed": 0, **fig.get("tsne", {})},
-            "attention": {"backbones": [], "videos": 4, "mode": "last", **fig.get("attention", {})}}
-
-
-def figures_dir(cfg: dict) -> str:
-    return f"{cfg['results_dir']}/figures"
-
-
 def perclass_dir(cfg: dict, table: int) -> str:
-    return f"{figures_dir(cfg)}/perclass/table{table}"
+    return paths.path(cfg, "perclass_dir", table=table)
 
 
 def ablation_figure(cfg: dict, table: int) -> str:
-    return f"{figures_dir(cfg)}/ablation_table{table}.png"
+    return paths.path(cfg, "ablation_figure", table=table)
 
 
 def ablation_figures(cfg: dict) -> list[str]:
@@ -425,7 +429,7 @@ def table1_backbones(cfg: dict) -> list[str]:
 
 
 def tsne_dir(cfg: dict, backbone: str) -> str:
-    return f"{figures_dir(cfg)}/tsne/{backbone}"
+    return paths.path(cfg, "tsne_dir", backbone=backbone)
 
 
 def tsne_inputs(cfg: dict, dataset: str, backbone: str) -> dict[str, list[str]]:
@@ -435,23 +439,23 @@ def tsne_inputs(cfg: dict, dataset: str, backbone: str) -> dict[str, list[str]]:
     if not zs:
         raise ValueError(f"no zero-shot evaluation of {dataset} on {backbone}")
     views = next((e for e in zs if e.setting("views.samples_per_rate")), zs[0])
-    return {"embeddings": evaluation_shards(cfg, views), "videos": sorted({videos_csv(cfg, dataset, e.evalset)
+    return {"embeddings": evaluation_shards(cfg, views), "videos": sorted({videos_path(cfg, dataset, e.evalset)
                                                                            for e in zs})}
 
 
 def attention_backbones(cfg: dict) -> list[str]:
     """Config `figures.attention.backbones`, or else the backbones of Table 1."""
-    return list(_figures_cfg(cfg)["attention"]["backbones"]) or table1_backbones(cfg)
+    return list(cfg["figures"]["attention"]["backbones"]) or table1_backbones(cfg)  # the schema's default: []
 
 
 def attention_dir(cfg: dict, backbone: str) -> str:
-    return f"{figures_dir(cfg)}/attention/{backbone}"
+    return paths.path(cfg, "attention_dir", backbone=backbone)
 
 
 def attention_lists(cfg: dict, dataset: str) -> dict[str, str]:
     """Where the attention frames come from: the first zero-shot split's test list and classes."""
-    evalset = f"split{cfg['zeroshot']['splits'][0]}"
-    return {"videos": videos_csv(cfg, dataset, evalset), "classes": classes_csv(cfg, dataset, evalset)}
+    evalset = EvalSet(split=cfg["zeroshot"]["splits"][0])
+    return {"videos": videos_path(cfg, dataset, evalset), "classes": classes_path(cfg, dataset, evalset)}
 
 
 def figure_targets(cfg: dict) -> list[str]:
