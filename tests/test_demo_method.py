@@ -2,8 +2,8 @@
 
 These read the demo's results (`snakemake --cores all --directory demo all`, which CI runs
 before the tests); without them they fail and say so. ZAR must beat vanilla CLIP by at least
-5 points on every zero-shot role of the demo (:func:`zar.report.analysis.gain_check`), and move the
-inference clip toward the views' vote (:func:`zar.report.analysis.tuning_check`). The mutation
+5 points on every zero-shot role of the demo (:func:`demo_results.gain_check`), and move the
+inference clip toward the views' vote (:func:`demo_results.tuning_check`). The mutation
 tests rerun the demo's tuning jobs of one role (`zar tune` on its cached embeddings, a second
 or two each) with the method broken on purpose and show that both checks then fail.
 """
@@ -18,9 +18,9 @@ from safetensors.torch import load_file
 
 import zar.method.tpt
 import zar.plan as plan
-from demo_results import DEMO, demo_config, require
+from demo_results import DEMO, demo_config, gain_check, require, tuning_check
 from test_encoder_levers import EPS  # 4 bf16 roundings, derived there
-from zar.report.analysis import gain_check, load_predictions, predict, tuning_check
+from zar.report.analysis import load_predictions, predict
 from zar.method.cache import load_cache
 from zar.cli import main
 

@@ -18,7 +18,7 @@ def _reference(model, names):
 
 
 def _check(model):
-    pl = PromptLearner(model, NAMES, ctx_init="a video of a")
+    pl = PromptLearner(model, NAMES, ctx_init="a video of a", tokenizer=open_clip.get_tokenizer("ViT-B-16"))
     width = pl.prefix.shape[-1]
     assert isinstance(pl.ctx, torch.nn.Parameter) and tuple(pl.ctx.shape) == (4, width)
     with torch.no_grad():
@@ -53,6 +53,19 @@ def test_vit_b16_quickgelu_architecture():
     torch.manual_seed(2)
     model = open_clip.create_model("ViT-B-16", pretrained=None, force_quick_gelu=True).eval()
     _check(model)
+
+
+def test_the_tokenizer_is_the_backbone_s(tiny_model):
+    """A model built by zar knows its architecture, whose tokenizer the prompts use; one built
+    elsewhere must be given a tokenizer."""
+    from zar.model.backbone import tokenizer_of
+
+    model = tiny_model[0]
+    assert model.zar_arch == "ZAR-Tiny"
+    assert torch.equal(tokenizer_of(model)(["a video of a yoga."]), open_clip.get_tokenizer("ZAR-Tiny")(["a video of a yoga."]))
+    plain = open_clip.create_model("ZAR-Tiny", pretrained=None).eval()
+    with pytest.raises(UserError, match="its tokenizer is unknown"):
+        PromptLearner(plain, NAMES)
 
 
 def test_context_is_the_raw_token_embeddings(tiny_model):

@@ -17,10 +17,10 @@ class ReferenceText:
     """The class prompts with a learnable context, through the text tower at all 77 positions."""
 
     def __init__(self, model, class_texts, tune, device):
-        import open_clip
+        from zar.model.backbone import tokenizer_of
 
         self.model, self.device = model, device
-        tok = open_clip.get_tokenizer("ViT-B-16")
+        tok = tokenizer_of(model)
         self.n_ctx = int((tok([tune.ctx_init])[0] != 0).sum()) - 2
         self.tokens = tok([f"{tune.ctx_init} {c}." for c in class_texts]).to(device)
         with torch.no_grad():

@@ -19,7 +19,8 @@ def bench_step(backbone: str, micro: int, frames: int, classes: int, steps: int,
 
     from zar.model.backbone import build_model, parse_spec, register_configs
     from zar.train.augment import soft_cross_entropy, soft_targets
-    from zar.train.loop import VideoCLIP, _autocast, trainable_parameters
+    from zar.model.backbone import autocast
+    from zar.train.loop import VideoCLIP, trainable_parameters
 
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     spec = parse_spec(backbone)
@@ -36,7 +37,7 @@ def bench_step(backbone: str, micro: int, frames: int, classes: int, steps: int,
         if dev.type == "cuda":
             torch.cuda.synchronize()
         t0 = time.perf_counter()
-        with _autocast(dev, "bf16"):
+        with autocast(dev, "bf16"):
             logits = net(x, tokens)
         soft_cross_entropy(logits, y).mean().backward()
         opt.step()

@@ -7,13 +7,16 @@ from typing import Sequence
 import numpy as np
 
 
-def topk_hits(scores: np.ndarray, labels: np.ndarray, k: int) -> np.ndarray:
-    """Boolean (N,): is the label among the k highest scores? Ties broken by lower class index."""
+def topk(scores, k: int) -> np.ndarray:
+    """Indices of the ``k`` highest scores along the last axis, highest first; ties go to the
+    lower class index (a stable sort). The one rule every prediction, record and table uses."""
     scores = np.asarray(scores, dtype=np.float64)
-    labels = np.asarray(labels)
-    k = min(k, scores.shape[1])
-    order = np.argsort(-scores, axis=1, kind="stable")[:, :k]
-    return (order == labels[:, None]).any(axis=1)
+    return np.argsort(-scores, axis=-1, kind="stable")[..., :min(k, scores.shape[-1])]
+
+
+def topk_hits(scores: np.ndarray, labels: np.ndarray, k: int) -> np.ndarray:
+    """Boolean (N,): is the label among the k highest scores?"""
+    return (topk(scores, k) == np.asarray(labels)[:, None]).any(axis=1)
 
 
 def accuracy_summary(scores: np.ndarray, labels: np.ndarray, n_classes: int) -> dict:

@@ -7,7 +7,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from zar.core.errors import UserError
 
 
 @dataclass
@@ -37,13 +36,9 @@ class Job:
 
     def check_views_kept(self, n_views: int) -> None:
         """Tuning keeps ``ratio`` of ``n_views`` views: at least one, or a clear error."""
-        from zar.method.tpt import kept_count
+        from zar.method.tpt import require_views_kept
 
-        if self.settings.tune.steps:
-            try:
-                kept_count(n_views, self.settings.tune.ratio)
-            except ValueError as e:
-                raise UserError(str(e)) from None
+        require_views_kept(n_views, self.settings.tune)
 
 
 def start(args, method: str = "zar") -> Job:

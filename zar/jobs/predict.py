@@ -47,12 +47,11 @@ def parse_labels(text: str):
 
 def top_classes(logits, names: list[str], k: int) -> list[dict[str, Any]]:
     """The ``k`` most probable classes: softmax over all classes of the (scaled) logits."""
-    import numpy as np
+    from zar.core.metrics import topk
 
     z = logits.detach().double().cpu()
     probs = z.softmax(dim=-1)
-    # ties go to the lower class index, as in the prediction records (zar.method.results.top5)
-    order = np.argsort(-z.numpy(), kind="stable")[:k]
+    order = topk(z.numpy(), k)
     return [{"rank": r + 1, "class_index": int(i), "class_name": names[int(i)], "probability": float(probs[int(i)])}
             for r, i in enumerate(order)]
 
@@ -65,14 +64,10 @@ def predict_video(video: str, classes, backbone: str, settings) -> dict[str, Any
     from zar.method.encoder import VideoEncoder
     from zar.method.frames import Unreadable, prepare_video
     from zar.core.splitfiles import VideoRow
-    from zar.method.tpt import Tuner, kept_count
+    from zar.method.tpt import Tuner, require_views_kept
 
     tune_cfg = settings.tune
-    if tune_cfg.steps:
-        try:
-            kept_count(settings.views.n_views, tune_cfg.ratio)
-        except ValueError as e:
-            raise UserError(str(e)) from None
+    require_views_kept(settings.views.n_views, tune_cfg)
     path = Path(video)
     if not path.is_file():
         raise UserError(f"{video}: file not found")

@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from zar.method.settings import check_template
+from zar.model.backbone import tokenizer_of
 from zar.core.splitfiles import class_text
 from zar.core.errors import UserError
 
@@ -78,7 +79,6 @@ class PromptLearner(nn.Module):
     def __init__(self, model: nn.Module, class_texts: list[str], ctx_init: str = "a video of a",
                  template: str = "{ctx} {c}.", tokenizer=None, truncate: bool = True):
         super().__init__()
-        import open_clip
 
         if not class_texts:
             raise UserError("PromptLearner: no class names")
@@ -86,10 +86,9 @@ class PromptLearner(nn.Module):
         if why:
             raise UserError(f"prompt template {template!r}: {why}")
         self._tower = _text_tower(model)
-        tok = tokenizer or open_clip.get_tokenizer("ViT-B-16")
+        tok = tokenizer or tokenizer_of(model)
         self.ctx_init = ctx_init
         self.template = template
-        self.classnames = list(class_texts)
         prompts = [fill_template(template, ctx_init, class_text(c)) for c in class_texts]
         ctx_len = self._tower.context_length
         n_ctx = 0

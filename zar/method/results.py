@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from zar.core.metrics import accuracy_summary
+from zar.core.metrics import accuracy_summary, topk
 from zar.method.tpt import TuneResult
 from zar.core.errors import UserError
 from zar.core.files import sha256_file, to_json, write_json
@@ -25,10 +25,7 @@ log = logging.getLogger(__name__)
 
 
 def top5(logits: torch.Tensor) -> list[int]:
-    k = min(5, logits.numel())
-    # stable: ties go to the lower class index, as in metrics.topk_hits
-    order = np.argsort(-logits.detach().double().cpu().numpy(), kind="stable")[:k]
-    return [int(i) for i in order]
+    return [int(i) for i in topk(logits.detach().double().cpu().numpy(), 5)]
 
 
 def record(video_id: str, label: int, result: TuneResult, method: str) -> dict[str, Any]:

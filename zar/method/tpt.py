@@ -53,6 +53,17 @@ def kept_count(n_views: int, ratio: float) -> int:
     return k
 
 
+def require_views_kept(n_views: int, cfg: TuneConfig) -> None:
+    """A tuning run (``cfg.steps`` > 0) keeps at least one of ``n_views`` views, or a UserError."""
+    from zar.core.errors import UserError
+
+    if cfg.steps:
+        try:
+            kept_count(n_views, cfg.ratio)
+        except ValueError as e:
+            raise UserError(str(e)) from None
+
+
 def marginal_entropy(logits: torch.Tensor) -> torch.Tensor:
     """Entropy of the mean probability over the rows of ``logits`` (..., k, C), in log space."""
     logp = logits - logits.logsumexp(dim=-1, keepdim=True)

@@ -27,7 +27,7 @@ from urllib.parse import urlparse
 
 import torch
 
-from zar.core.errors import UserError
+from zar.core.errors import UserError, first_line
 
 log = logging.getLogger(__name__)
 
@@ -133,11 +133,9 @@ def backbone_meta(spec: BackboneSpec) -> dict[str, Any]:
     """The ``model.json`` of a checkpoint written by `zar train` / `zar import-vifi`, or {}."""
     if not spec.pretrained or not spec.pretrained.endswith(".safetensors"):
         return {}
-    meta = Path(spec.pretrained).with_suffix(".json")
-    if not meta.is_file():
+    if not Path(spec.pretrained).with_suffix(".json").is_file():
         return {}
-    with open(meta) as f:
-        return json.load(f)
+    return checkpoint_meta(Path(spec.pretrained))
 
 
 def training_frames(spec: BackboneSpec) -> int | None:
@@ -289,6 +287,17 @@ def view_preprocess(pre: Preprocess, views) -> Preprocess:
     return pre
 
 
+def tokenizer_of(model: torch.nn.Module):
+    """The tokenizer of the architecture a model was built as (by :func:`build_model`)."""
+    import open_clip
+
+    arch = getattr(model, "zar_arch", None)
+    if arch is None:
+        raise UserError("this model was not built by zar.model.backbone.build_model: its tokenizer is unknown")
+    register_configs()
+    return open_clip.get_tokenizer(arch)
+
+
 def checkpoint_preprocess(spec: BackboneSpec, image_size: int) -> Preprocess:
     """The preprocessing a checkpoint was trained with (its model.json), CLIP's otherwise."""
     pre = backbone_meta(spec).get("preprocess")
@@ -332,6 +341,7 @@ def build_model(spec: BackboneSpec | str | dict, device: str | torch.device = "c
             raise UserError(f"{weights}: cannot load as {spec.arch} weights ({type(e).__name__}: "
                             f"{first_line(e)})") from None
     model = model.to(device).eval()
+    model.zar_arch = spec.arch  # its tokenizer: tokenizer_of(model)
     size = model.visual.image_size
     size = size[0] if isinstance(size, (tuple, list)) else int(size)
     log.info("backbone %s pretrained=%s quick_gelu=%s image_size=%d", spec.arch, spec.pretrained, quick, size)
@@ -397,16 +407,11 @@ def load_checkpoint_weights(model: torch.nn.Module, path: str) -> None:
         raise UserError(f"{path}: weights do not fit the architecture (missing {missing[:5]}, unexpected {unexpected[:5]})")
 
 
-def first_line(e: BaseException, limit: int = 300) -> str:
-    lines = [ln.strip() for ln in str(e).strip().splitlines() if ln.strip()]
-    return (lines[0] if lines else type(e).__name__)[:limit]
-
-
-def autocast(device: torch.device | str):
-    """bf16 autocast on CUDA (weights stay fp32); a no-op context on the CPU."""
+def autocast(device: torch.device | str, precision: str = "bf16"):
+    """Mixed precision on CUDA with fp32 weights (``precision`` bf16, the default for inference
+    and training, or fp16; fp32: none); a no-op context on the CPU."""
     import contextlib
 
-    dev = torch.device(device)
-    if dev.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
+    if torch.device(device).type == "cuda" and precision in ("bf16", "fp16"):
+        return torch.autocast("cuda", dtype=torch.bfloat16 if precision == "bf16" else torch.float16)
     return contextlib.nullcontext()

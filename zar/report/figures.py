@@ -19,7 +19,6 @@ from zar.core.errors import UserError
 
 log = logging.getLogger(__name__)
 
-KINDS = ("perclass", "ablation", "tsne", "attention")
 
 
 # ----------------------------------------------------------------------------- kinds

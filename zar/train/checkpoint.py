@@ -97,7 +97,7 @@ def load_state(path: str | Path) -> dict[str, Any]:
                 "`zar train`") from None
         raise UserError(f"{path}: not a readable state file ({reason})") from None
     except (RuntimeError, EOFError, OSError, ValueError) as e:
-        raise UserError(f"{path}: not a readable state file ({first_line(e)})") from None
+        raise UserError(f"{path}: not a readable state file ({unpickler_line(e)})") from None
     if not isinstance(state, dict) or "model" not in state or "step" not in state:
         raise UserError(f"{path}: not a `zar train` state file (no model/step entries)")
     return state
@@ -110,10 +110,11 @@ def unsafe_globals(path: Path, error: BaseException) -> tuple[list[str], str]:
         found = list(torch.serialization.get_unsafe_globals_in_checkpoint(str(path)))
     except Exception:  # not a zip checkpoint: nothing to list
         found = []
-    return found, first_line(error)
+    return found, unpickler_line(error)
 
 
-def first_line(e: BaseException) -> str:
+def unpickler_line(e: BaseException) -> str:
+    """The line of a refused load that names the refused global, else the first line."""
     text = str(e).strip()
     for line in text.splitlines():
         if "WeightsUnpickler error" in line or "Unsupported global" in line:

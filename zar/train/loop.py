@@ -29,6 +29,7 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 
+from zar.model.backbone import autocast
 from zar.train import checkpoint
 from zar.train.augment import mix_batch, soft_cross_entropy, soft_targets
 from zar.train.data import (Layout, StepBatches, TrainClips, class_prompts, collate, load_training_list,
@@ -65,8 +66,7 @@ class TrainJob:
 class Dist:
     rank: int
     world: int
-    local_rank: int
-    device: torch.device
+    device: torch.device  # this process's (cuda:LOCAL_RANK under torchrun)
 
     @property
     def main(self) -> bool:
@@ -86,7 +86,7 @@ def init_distributed(device: str | None) -> Dist:
         torch.cuda.set_device(dev)
     if world > 1 and not dist.is_initialized():
         dist.init_process_group(backend="nccl" if dev.type == "cuda" else "gloo")
-    return Dist(rank, world, local, dev)
+    return Dist(rank, world, dev)
 
 
 class VideoCLIP(torch.nn.Module):
@@ -147,12 +147,6 @@ def set_step_lr(scheduler, step: int) -> float:
     else:
         scheduler.step_update(step - 1)
     return float(scheduler.optimizer.param_groups[0]["lr"])
-
-
-def _autocast(device: torch.device, precision: str):
-    if device.type == "cuda" and precision in ("bf16", "fp16"):
-        return torch.autocast("cuda", dtype=torch.bfloat16 if precision == "bf16" else torch.float16)
-    return contextlib.nullcontext()
 
 
 def _gather(d: Dist, obj: Any) -> list[Any]:
@@ -390,7 +384,7 @@ class _Run:
             clips, y = mix_batch(clips, y, batch["positions"], recipe.seed, epoch, s, recipe)
             sync = d.world == 1 or a == layout.accum - 1
             with contextlib.nullcontext() if sync else self.net.no_sync():
-                with _autocast(d.device, recipe.precision):
+                with autocast(d.device, recipe.precision):
                     logits = self.net(clips, self.tokens)
                 per = soft_cross_entropy(logits, y)
                 self.scaler.scale(per.sum() * (d.world / layout.batch_size)).backward()

@@ -64,7 +64,7 @@ def probe_container(path: str) -> _Probe:
     except VideoDecodeError:
         raise
     except Exception as e:  # av raises many types for non-videos and damaged files
-        raise VideoDecodeError(path, f"cannot open: {type(e).__name__}: {first_line(e)}") from e
+        raise VideoDecodeError(path, f"cannot open: {type(e).__name__}: {last_line(e)}") from e
 
 
 def _first_frame_turn(cc, pkt, n: int) -> int | None:
@@ -279,7 +279,8 @@ BACKEND_READERS = {"decord": _DecordSource, "pyav": _PyAVSource}
 BACKEND_MODULES = {"decord": "decord", "pyav": "av"}
 
 
-def first_line(e: BaseException, limit: int = 300) -> str:
+def last_line(e: BaseException, limit: int = 300) -> str:
+    """The last line of an exception's message (a decoder's own message comes last)."""
     s = str(e).strip().splitlines()
     return (s[-1] if s else "")[:limit]
 

@@ -17,7 +17,7 @@ import numpy as np
 
 from zar.video.common import (BACKENDS, IMPORT_TIMEOUT, PARTIAL_POLICIES, VideoDecodeError, VideoInfo, ShortRead,
                               Untrusted)
-from zar.video.backends import BACKEND_READERS, first_line
+from zar.video.backends import BACKEND_READERS, last_line
 from zar.video.worker import WorkerTimeout, Worker
 
 log = logging.getLogger(__name__)
@@ -120,7 +120,7 @@ class VideoReader:
         except (VideoDecodeError, Untrusted) as e:
             raise _Failure(e.reason if isinstance(e, VideoDecodeError) else f"not used: {e}") from None
         except Exception as e:
-            raise _Failure(f"{type(e).__name__}: {first_line(e)}") from None
+            raise _Failure(f"{type(e).__name__}: {last_line(e)}") from None
 
         def read_unique(uniq: list[int], info: VideoInfo) -> np.ndarray:
             try:
@@ -132,7 +132,7 @@ class VideoReader:
             except VideoDecodeError as e:
                 raise _Failure(e.reason) from None
             except Exception as e:
-                raise _Failure(f"{type(e).__name__}: {first_line(e)}") from None
+                raise _Failure(f"{type(e).__name__}: {last_line(e)}") from None
 
         try:
             return _read_in_order(source.info, indices_fn, read_unique)

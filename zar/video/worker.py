@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from zar.video.common import VideoDecodeError, ShortRead, Untrusted
-from zar.video.backends import BACKEND_MODULES, BACKEND_READERS, first_line
+from zar.video.backends import BACKEND_MODULES, BACKEND_READERS, last_line
 
 
 def _attach_shm(name: str):
@@ -84,7 +84,7 @@ def worker_main(fd: int) -> None:
         except VideoDecodeError as e:
             reply = ("error", e.reason)
         except Exception as e:  # decoders raise many types; all mean "cannot decode"
-            reply = ("error", f"{type(e).__name__}: {first_line(e)}")
+            reply = ("error", f"{type(e).__name__}: {last_line(e)}")
         signal.alarm(0)
         try:
             conn.send(reply)
