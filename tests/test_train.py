@@ -516,3 +516,27 @@ def test_training_on_cuda_bf16(data, tmp_path):
 
     model, _ = build_model(str(out), device="cuda")
     assert next(model.parameters()).dtype == torch.float32
+
+
+@pytest.mark.parametrize("key,value,says", [
+    ("lr", 0, "recipe.lr = 0.0: must be a finite number > 0"), ("lr", ".nan", "recipe.lr = nan"),
+    ("lr", -1e-5, "recipe.lr"), ("betas", [0.9], "exactly 2 items"), ("betas", [0.9, 1.5], "recipe.betas"),
+    ("weight_decay", -0.1, "recipe.weight_decay"), ("num_workers", -1, "recipe.num_workers"),
+    ("flip_p", 2.0, "recipe.flip_p = 2.0: must be a finite number >= 0 and <= 1"),
+    ("frames", 100000000, "recipe.frames"), ("warmup_epochs", 20, "at most epochs (10)"),
+    ("precision", "fp8", "one of bf16, fp16, fp32"), ("prompt", "no class here", "holding {c}"),
+])
+def test_every_recipe_key_is_bounded(tmp_path, key, value, says):
+    """A recipe value that cannot train is refused in one line naming the file and the key
+    (the bounds are those of zar.core.fields settings, as for the method's settings)."""
+    import yaml
+
+    from zar.train.recipe import load_recipe
+
+    path = tmp_path / "r.yaml"
+    text = yaml.safe_dump({key: value}) if value != ".nan" else f"{key}: .nan\n"
+    path.write_text(text)
+    with pytest.raises(UserError) as e:
+        load_recipe(path)
+    assert str(e.value).startswith(f"{path}: setting recipe.{key} = ") and says in str(e.value)
+    assert "\n" not in str(e.value)

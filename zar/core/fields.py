@@ -24,8 +24,9 @@ _TYPES = ("integer", "number", "string", "boolean", "array")
 
 def setting(default: Any, type: str, description: str, *, nullable: bool = False, items: dict | None = None,
             allowed: str | None = None, **rules: Any) -> Any:
-    """A dataclass field with its rules (``minimum``, ``exclusiveMinimum``, ``maximum``, ``enum``,
-    ``minItems``, ``uniqueItems``, ``pattern``); lists and tuples take ``items`` rules.
+    """A dataclass field with its rules (``minimum``, ``exclusiveMinimum``, ``maximum``,
+    ``exclusiveMaximum``, ``enum``, ``minItems``, ``maxItems``, ``uniqueItems``, ``pattern``);
+    lists and tuples take ``items`` rules.
     ``allowed`` words the rules for error messages where the generated wording is obscure."""
     if type not in _TYPES:
         raise ValueError(f"unknown setting type {type!r}")
@@ -50,13 +51,17 @@ def _describe(meta: dict) -> str:
         if meta["type"] == "array" and meta["items"]:
             text += " of " + _describe({"type": meta["items"]["type"], "rules": {k: v for k, v in meta["items"].items()
                                                                                if k != "type"},
-                                        "items": None, "nullable": False}).replace("an integer", "integers")
+                                        "items": None, "nullable": False})
+            text = text.replace("an integer", "integers").replace("a finite number", "finite numbers")
         bounds = [f">= {r['minimum']}" if "minimum" in r else "", f"> {r['exclusiveMinimum']}"
-                  if "exclusiveMinimum" in r else "", f"<= {r['maximum']}" if "maximum" in r else ""]
+                  if "exclusiveMinimum" in r else "", f"<= {r['maximum']}" if "maximum" in r else "",
+                  f"< {r['exclusiveMaximum']}" if "exclusiveMaximum" in r else ""]
         bounds = [b for b in bounds if b]
         if bounds:
             text += " " + " and ".join(bounds)
-        if r.get("minItems"):
+        if r.get("minItems") and r.get("minItems") == r.get("maxItems"):
+            text += f", exactly {r['minItems']} item{'s' if r['minItems'] > 1 else ''}"
+        elif r.get("minItems"):
             text += f", at least {r['minItems']} item{'s' if r['minItems'] > 1 else ''}"
         if r.get("uniqueItems"):
             text += ", no repeats"
@@ -83,7 +88,8 @@ def _problem(value: Any, meta: dict) -> bool:
     if typ == "array":
         if not isinstance(value, (list, tuple)):
             return True
-        if len(value) < r.get("minItems", 0) or (r.get("uniqueItems") and len(set(value)) != len(value)):
+        if len(value) < r.get("minItems", 0) or len(value) > r.get("maxItems", len(value)) \
+                or (r.get("uniqueItems") and len(set(value)) != len(value)):
             return True
         item_meta = {"type": meta["items"]["type"], "rules": {k: v for k, v in meta["items"].items() if k != "type"},
                      "items": None}
@@ -95,6 +101,8 @@ def _problem(value: Any, meta: dict) -> bool:
     if "exclusiveMinimum" in r and value <= r["exclusiveMinimum"]:
         return True
     if "maximum" in r and value > r["maximum"]:
+        return True
+    if "exclusiveMaximum" in r and value >= r["exclusiveMaximum"]:
         return True
     if "pattern" in r and not re.fullmatch(r["pattern"], value):
         return True

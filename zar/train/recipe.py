@@ -14,78 +14,87 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from zar.core.fields import from_mapping
+from zar.core.fields import bad_value, check, from_mapping, setting
 from zar.core.errors import UserError
 from zar.core.files import read_yaml
 
 
+def _p(default: float, description: str) -> float:
+    """A probability setting."""
+    return setting(default, "number", description, minimum=0, maximum=1)
+
+
 @dataclass(frozen=True)
 class Recipe:
-    name: str = "k400"
-    # --- optimisation (docs/protocol.md §4: AdamW betas 0.9/0.98, wd 0.001, cosine to lr/100, 5 warm-up epochs)
-    epochs: int = 10
-    lr: float = 8e-6
-    min_lr_ratio: float = 0.01  # the cosine ends at lr * min_lr_ratio (timm CosineLRScheduler, as ViFi-CLIP)
-    warmup_epochs: float = 5.0  # linear warm-up from 0, in epochs (int(warmup_epochs * steps per epoch) steps)
-    weight_decay: float = 0.001  # on every parameter, as ViFi-CLIP does
-    betas: tuple[float, float] = (0.9, 0.98)
-    eps: float = 1e-8
-    batch_size: int = 256  # global batch = micro_batch x processes x accumulation steps
-    micro_batch: int = 8  # clips per process per forward pass (hardware-dependent; our choice)
-    max_logit_scale: float = 100.0  # exp(logit_scale) is clamped to this after each step (our choice, as CLIP)
-    precision: str = "bf16"  # autocast dtype on CUDA: bf16 | fp16 (with a loss scaler) | fp32; CPU runs fp32
+    """A fine-tuning recipe; every key a setting with its bounds (a bad value is refused in one
+    line naming it). Defaults: docs/protocol.md §4 (ViFi-CLIP's K400 recipe where the paper is silent)."""
+
+    name: str = setting("k400", "string", "the recipe's name (recorded with the model)")
+    # --- optimisation (AdamW betas 0.9/0.98, wd 0.001, cosine to lr/100, 5 warm-up epochs)
+    epochs: int = setting(10, "integer", "epochs", minimum=1, maximum=10_000)
+    lr: float = setting(8e-6, "number", "peak learning rate", exclusiveMinimum=0, maximum=1)
+    min_lr_ratio: float = setting(0.01, "number", "the cosine ends at lr * min_lr_ratio (timm CosineLRScheduler, "
+                                  "as ViFi-CLIP)", minimum=0, maximum=1)
+    warmup_epochs: float = setting(5.0, "number", "linear warm-up from 0, in epochs (int(warmup_epochs * steps "
+                                   "per epoch) steps; at most epochs)", minimum=0)
+    weight_decay: float = setting(0.001, "number", "AdamW weight decay on every parameter, as ViFi-CLIP",
+                                  minimum=0, maximum=1)
+    betas: tuple[float, float] = setting((0.9, 0.98), "array", "AdamW betas",
+                                         items={"type": "number", "minimum": 0, "exclusiveMaximum": 1},
+                                         minItems=2, maxItems=2)
+    eps: float = setting(1e-8, "number", "AdamW eps", exclusiveMinimum=0, maximum=1)
+    batch_size: int = setting(256, "integer", "global batch = micro_batch x processes x accumulation steps",
+                              minimum=1, maximum=1_000_000)
+    micro_batch: int = setting(8, "integer", "clips per process per forward pass (hardware-dependent; our choice)",
+                               minimum=1, maximum=100_000)
+    max_logit_scale: float = setting(100.0, "number", "exp(logit_scale) is clamped to this after each step (our "
+                                     "choice, as CLIP)", exclusiveMinimum=0)
+    precision: str = setting("bf16", "string", "autocast dtype on CUDA (fp16 with a loss scaler); the CPU runs "
+                             "fp32", enum=["bf16", "fp16", "fp32"])
     # --- data
-    frames: int = 16  # frames per clip (ViFi-CLIP: 32; docs/protocol.md §4: 16)
-    prompt: str = "a photo of a {c}."
+    frames: int = setting(16, "integer", "frames per clip (ViFi-CLIP: 32; docs/protocol.md §4: 16)", minimum=1,
+                          maximum=1024)
+    prompt: str = setting("a photo of a {c}.", "string", "each class's text, {c} = the class text",
+                          pattern=r".*\{c\}.*", allowed="a string holding {c}")
     # --- targets: label smoothing and mixup / cutmix on soft targets
-    label_smoothing: float = 0.1
-    mixup_alpha: float = 0.8  # 0 disables mixup
-    cutmix_alpha: float = 1.0  # 0 disables cutmix
-    mix_switch_prob: float = 0.5  # probability of cutmix when both are enabled
+    label_smoothing: float = setting(0.1, "number", "label smoothing", minimum=0, exclusiveMaximum=1)
+    mixup_alpha: float = setting(0.8, "number", "mixup's Beta parameter (0 disables mixup)", minimum=0, maximum=100)
+    cutmix_alpha: float = setting(1.0, "number", "cutmix's Beta parameter (0 disables cutmix)", minimum=0,
+                                  maximum=100)
+    mix_switch_prob: float = _p(0.5, "probability of cutmix when both are enabled")
     # --- spatial augmentation, the same for every frame of a clip
-    crop_scales: tuple[float, ...] = (1.0, 0.875, 0.75, 0.66)
-    max_scale_gap: int = 1  # width and height scale indices differ by at most this
-    resize_ratio: float = 256 / 224  # short side resized to image_size * ratio before the crop
-    flip_p: float = 0.5
-    color_jitter_p: float = 0.8
-    brightness: float = 0.4  # jitter strengths (our choice, the usual video values)
-    contrast: float = 0.4
-    saturation: float = 0.2
-    hue: float = 0.1
-    grayscale_p: float = 0.2
+    crop_scales: tuple[float, ...] = setting((1.0, 0.875, 0.75, 0.66), "array", "crop sizes, as shares of the "
+                                             "short side", items={"type": "number", "exclusiveMinimum": 0,
+                                                                  "maximum": 1}, minItems=1)
+    max_scale_gap: int = setting(1, "integer", "width and height scale indices differ by at most this", minimum=0)
+    resize_ratio: float = setting(256 / 224, "number", "short side resized to image_size * ratio before the crop",
+                                  minimum=1, maximum=4)
+    flip_p: float = _p(0.5, "probability of a horizontal flip")
+    color_jitter_p: float = _p(0.8, "probability of colour jitter")
+    brightness: float = setting(0.4, "number", "brightness jitter strength", minimum=0, maximum=1)
+    contrast: float = setting(0.4, "number", "contrast jitter strength", minimum=0, maximum=1)
+    saturation: float = setting(0.2, "number", "saturation jitter strength", minimum=0, maximum=1)
+    hue: float = setting(0.1, "number", "hue jitter, a share of a turn (a YIQ rotation)", minimum=0, maximum=0.5)
+    grayscale_p: float = _p(0.2, "probability of greyscale")
     # --- run control
-    seed: int = 1024
-    num_workers: int = 8  # DataLoader workers per process
-    log_every: int = 50  # optimizer steps between log lines
-    save_every: int = 0  # optimizer steps between checkpoints (0: only at the end of each epoch)
-    video_backend: str = "decord"
-    decode_timeout: float = 60.0
-    max_replacements: int = 20  # undecodable videos replaced in a row before giving up
-    cache_frames: bool = False  # keep each video's decoded frames in memory after its first read
-    # (small data sets such as the demo; the clips are the same, only faster)
+    seed: int = setting(1024, "integer", "seed of the clips' sampling and augmentation", minimum=0)
+    num_workers: int = setting(8, "integer", "DataLoader workers per process", minimum=0, maximum=512)
+    log_every: int = setting(50, "integer", "optimizer steps between log lines", minimum=1)
+    save_every: int = setting(0, "integer", "optimizer steps between checkpoints (0: only at the end of each "
+                              "epoch)", minimum=0)
+    video_backend: str = setting("decord", "string", "video reader", enum=["decord", "pyav"])
+    decode_timeout: float = setting(60.0, "number", "seconds allowed to read one video", exclusiveMinimum=0)
+    max_replacements: int = setting(20, "integer", "undecodable videos replaced in a row before giving up",
+                                    minimum=0)
+    cache_frames: bool = setting(False, "boolean", "keep each video's decoded frames in memory after its first "
+                                 "read (small data sets such as the demo; the same clips, only faster)")
 
     def __post_init__(self) -> None:
-        problems = []
-        if self.epochs < 1:
-            problems.append("epochs must be >= 1")
-        if self.batch_size < 1 or self.micro_batch < 1:
-            problems.append("batch_size and micro_batch must be >= 1")
-        if self.frames < 1:
-            problems.append("frames must be >= 1")
-        if not 0 <= self.label_smoothing < 1:
-            problems.append("label_smoothing must be in [0, 1)")
-        if self.precision not in ("bf16", "fp16", "fp32"):
-            problems.append("precision must be bf16, fp16 or fp32")
-        if not self.crop_scales or any(not 0 < s <= 1 for s in self.crop_scales):
-            problems.append("crop_scales must be in (0, 1]")
-        if "{c}" not in self.prompt:
-            problems.append("prompt must contain {c}")
-        if self.warmup_epochs < 0 or self.warmup_epochs > self.epochs:
-            problems.append("warmup_epochs must be in [0, epochs]")
-        if self.mixup_alpha < 0 or self.cutmix_alpha < 0:
-            problems.append("mixup_alpha and cutmix_alpha must be >= 0")
-        if problems:
-            raise UserError(f"recipe {self.name!r}: " + "; ".join(problems))
+        object.__setattr__(self, "betas", tuple(self.betas))
+        object.__setattr__(self, "crop_scales", tuple(self.crop_scales))
+        check(self, "recipe")
+        if self.warmup_epochs > self.epochs:
+            raise bad_value("recipe", "warmup_epochs", self.warmup_epochs, f"must be at most epochs ({self.epochs})")
 
     @property
     def mixing(self) -> bool:
@@ -117,7 +126,10 @@ def make_recipe(overrides: dict[str, Any], base: str = "k400", where: str = "rec
         raise UserError(f"{where}: unknown base recipe {base!r} (known: {', '.join(PRESETS)})")
     if "name" not in overrides and overrides:
         overrides = {**overrides, "name": f"{PRESETS[base].get('name', base)}+custom"}
-    return from_mapping(Recipe, overrides, where, base=Recipe(**PRESETS[base]))
+    try:
+        return from_mapping(Recipe, overrides, where, base=Recipe(**PRESETS[base]))
+    except UserError as e:
+        raise UserError(f"{where}: {e}") if not str(e).startswith(where) else e from None
 
 
 def load_recipe(value: str | Path | None) -> Recipe:
