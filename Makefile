@@ -9,7 +9,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # otherwise zar fetches the pinned files into resources/reference
 SOURCES := $(if $(wildcard ../shared/reference),--sources ../shared/reference,)
 
-.PHONY: setup demo report test test-quick paper-dry-run lint audit clean-demo
+.PHONY: setup demo report test test-quick paper-dry-run lint audit schema clean-demo
 
 ## setup: system packages (ffmpeg, bsdtar, chromium for the report test), a virtual environment in .venv, zar and its pinned deps
 setup: $(VENV)/.zar-installed
@@ -23,7 +23,7 @@ $(VENV)/.zar-installed: pyproject.toml
 	$(BIN)/pip install -e ".[test]"
 	touch $@
 
-## demo: the whole workflow on synthetic videos with a tiny CLIP, on the CPU (five tables, every figure)
+## demo: the whole workflow on synthetic videos with a tiny CLIP, on the CPU (six tables, every figure)
 demo: setup
 	$(BIN)/snakemake --cores all --directory demo all
 
@@ -35,12 +35,16 @@ report: demo
 audit: setup
 	$(BIN)/zar splits audit $(SOURCES)
 
+## schema: rewrite the generated parts of the config schema (the method's settings, the test-time methods' names)
+schema: setup
+	$(BIN)/python -m zar.plan.schema workflow/schemas/config.schema.yaml
+
 ## lint: the workflow's formatting (snakefmt) and snakemake's linter
 lint: setup
 	$(BIN)/snakefmt --check Snakefile workflow/
 	$(BIN)/snakemake --lint
 
-## paper-dry-run: list every job the paper's five tables and figures need (no data needed)
+## paper-dry-run: list every job the paper config's six tables and figures need (no data needed)
 paper-dry-run: setup
 	$(BIN)/snakemake -n all --quiet rules
 

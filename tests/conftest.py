@@ -68,3 +68,29 @@ def tiny_model():
     torch.manual_seed(0)
     model, pre = build_model("tiny")
     return model, pre
+
+
+COLOURS = {"red": (255, 0, 0), "green": (0, 255, 0), "blue": (0, 0, 255)}
+
+
+@pytest.fixture
+def dataset(tmp_path, ffmpeg):
+    """Six small videos of three classes, plus a broken one, a missing one and an empty one."""
+    root = tmp_path / "videos"
+    rows = []
+    for i, (name, rgb) in enumerate(COLOURS.items()):
+        for j in range(2):
+            rel = f"{name}/{name}_{j}.mp4" if j == 0 else f"{name}/{name}_{j}.avi"
+            write_video(root / rel, moving_square(n=20 + 7 * j, colour=rgb, seed=i * 10 + j), fps=12,
+                        codec="libx264" if rel.endswith(".mp4") else "mpeg4")
+            rows.append((Path(rel).stem, rel, name, i))
+    (root / "red").mkdir(exist_ok=True)
+    (root / "red" / "broken.mp4").write_bytes(b"this is not a video")
+    (root / "blue" / "empty.mp4").write_bytes(b"")
+    rows += [("broken", "red/broken.mp4", "red", 0), ("gone", "green/gone.mp4", "green", 1),
+             ("empty", "blue/empty.mp4", "blue", 2)]
+    videos = tmp_path / "test.csv"
+    videos.write_text("video_id,path,class_name,class_index\n" + "".join(f"{a},{b},{c},{d}\n" for a, b, c, d in rows))
+    classes = tmp_path / "classes.csv"
+    classes.write_text("class_index,class_name,text\n" + "".join(f"{i},{n},{n} square\n" for i, n in enumerate(COLOURS)))
+    return {"root": root, "videos": videos, "classes": classes, "tmp": tmp_path}

@@ -34,7 +34,8 @@ def zar_results(cfg) -> dict[tuple[str, str], list[Path]]:
     """The demo's Table 1 results tuned with ZAR: the splits' results per (run, dataset)."""
     zs = cfg["zeroshot"]
     runs = [name for name, run in zs["runs"].items() if run.get("method", "zar") == "zar"]
-    paths = {(r, d): [plan.zeroshot_result(cfg, d, r, s) for s in zs["splits"]] for r in runs for d in zs["datasets"]}
+    jobs = plan.TableJobs(cfg)  # a cell that is one of Table 6's evaluations reads Table 6's file
+    paths = {(r, d): [jobs.zeroshot(d, r, s) for s in zs["splits"]] for r in runs for d in zs["datasets"]}
     require([p for ps in paths.values() for p in ps])
     return {k: [DEMO / p for p in ps] for k, ps in paths.items()}
 
@@ -258,3 +259,88 @@ def test_bf16_image_tower_gives_the_demo_s_predictions(demo_cfg, tmp_path, monke
     assert pairs >= 200, pairs  # every role's videos were compared
     print(f"bf16 image tower: {changed} of {pairs} (split, video) predictions after tuning changed, each within "
           "the bound")
+
+
+# --------------------------------------------------------------------------- Table 6: the test-time methods
+def table6_results(cfg) -> dict[tuple[str, str], Path]:
+    t = cfg["testtime"]
+    paths = {(m, d): plan.testtime_result(cfg, d, b, m, s) for m in t["methods"] for d in t["datasets"]
+             for b in t["backbones"] for s in t["splits"]}
+    require(list(paths.values()))
+    return {k: DEMO / p for k, p in paths.items()}
+
+
+def test_demo_methods_give_what_their_definitions_imply(demo_cfg):
+    """On every demo role: the views' row predicts with the views' vote, vanilla with the
+    inference clip alone, ZERO with vote shares of its kept candidates (int(49 x gamma) of
+    them), ZAR's file the cell of Table 1's ZAR run on that split (one evaluation); every result holds its
+    calibration and cost; TDA records its three orders."""
+    from zar.method.settings import load_settings
+
+    results = table6_results(demo_cfg)
+    gamma = load_settings().methods["zero"].gamma
+    k = int(49 * gamma)
+    for (method, dataset), path in results.items():
+        s = json.loads(path.read_text())
+        assert s["method"] == method and s["ece"] is not None and s["nll"] is not None and s["ms_per_video"] > 0
+        p = load_predictions(path)
+        if method == "vanilla":
+            assert np.array_equal(p["logits_after"], p["logits_before"])
+        if method == "views":
+            assert np.array_equal(p["logits_after"], p["logits_ensemble"])
+        if method == "zero":
+            shares = np.exp(p["logits_after"]) / np.exp(p["logits_after"]).sum(1, keepdims=True)
+            assert np.allclose(shares * k, np.round(shares * k), atol=1e-3)  # whole votes of k candidates
+            recs = [json.loads(line) for line in path.with_suffix(".jsonl").read_text().splitlines()]
+            assert all(len(r["kept_views"]) == k for r in recs)
+        if method == "zar":
+            assert plan.TableJobs(demo_cfg).zeroshot(dataset, "zar", 1) == str(path.relative_to(DEMO))  # Table 1's cell
+        if method == "tda":
+            assert [o["seed"] for o in s["orders"]] == [0, 1, 2]
+    for dataset in demo_cfg["testtime"]["datasets"]:
+        vanilla = predict(load_predictions(results["vanilla", dataset])["logits_after"])
+        for method in ("views", "zero"):  # the vote-based methods use the views the clip misses
+            assert (predict(load_predictions(results[method, dataset])["logits_after"]) != vanilla).any(), method
+
+
+def test_demo_zero_predicts_the_most_voted_class_of_its_kept_views(demo_cfg, monkeypatch, tmp_path):
+    """ZERO on every demo role, recomputed for every video from the cached view embeddings and
+    the stored inference-clip logits: its kept candidates are the int(49 gamma) of lowest
+    entropy, and its prediction is the class most of them vote for."""
+    from zar.core.splitfiles import read_classes
+    from zar.jobs.tune import select_views
+    from zar.method.cache import open_caches
+    from zar.method.settings import load_settings
+    from zar.method.testtime import build
+    from zar.model.backbone import build_model
+
+    monkeypatch.chdir(DEMO)
+    results = table6_results(demo_cfg)
+    for dataset in demo_cfg["testtime"]["datasets"]:
+        s = json.loads(results["zero", dataset].read_text())
+        (tmp_path / "s.yaml").write_text(yaml.safe_dump({k: s["settings"][k] for k in ("views", "tune", "run", "zero")}))
+        settings = load_settings(tmp_path / "s.yaml")
+        cache = open_caches([v["path"] for k, v in s["inputs"].items() if k.startswith("embeddings")])
+        views_at = select_views(cache, settings.views)
+        model, _ = build_model(s["backbone"])
+        texts = list(read_classes(s["inputs"]["classes"]["path"]).texts)
+        text = build("vanilla", model, texts, settings, "cpu").classifier().double()
+        scale = float(model.logit_scale.detach().exp())
+        row = {v: i for i, v in enumerate(cache.video_ids)}
+        # float32 logits of unit vectors at scale 100: off by < D x 2^-24 x scale each; stored to 5 decimals
+        tol = text.shape[1] * 2.0 ** -24 * scale + 1e-5
+        k = int((1 + len(views_at)) * settings.methods["zero"].gamma)
+        for rec in map(json.loads, results["zero", dataset].with_suffix(".jsonl").read_text().splitlines()):
+            i = row[rec["video_id"]]
+            views = cache.views[i, views_at].double() @ text.t() * scale
+            infer = cache.infer[i].double() @ text.t() * scale
+            assert np.allclose(infer.numpy(), rec["logits_before"], atol=tol)  # the same classifier as the job's
+            cand = torch.cat([infer[None], views]).numpy()  # candidate 0 = the inference clip (kept_views -1)
+            p = np.exp(cand - cand.max(1, keepdims=True))
+            p /= p.sum(1, keepdims=True)
+            h = -(p * np.log(p)).sum(1)
+            kept = np.array(rec["kept_views"]) + 1
+            rest = np.setdiff1d(np.arange(len(cand)), kept)
+            assert len(kept) == k and h[kept].max() <= h[rest].min() + 10 * tol  # the lowest entropies
+            votes = np.bincount(cand[kept].argmax(1), minlength=len(texts))
+            assert votes[int(np.argmax(rec["logits_after"]))] == votes.max(), rec["video_id"]

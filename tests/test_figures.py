@@ -322,6 +322,7 @@ def test_figure_paths_of_the_paper_and_the_demo():
     assert [f for f in targets if "/figures/" in f] == [
         *(f"results/figures/perclass/table{n}" for n in range(1, 6)),
         *(f"results/figures/ablation_table{n}.png" for n in (3, 4, 5)),
+        "results/figures/testtime_cost.png",  # Table 6 (zar's own): accuracy against cost, no per-class pages
         "results/figures/tsne/vitb16_openai", "results/figures/tsne/vitb16_k400",
         "results/figures/attention/vitb16_openai", "results/figures/attention/vitb16_k400"]
     demo = _config("demo/config/config.yaml")
@@ -335,5 +336,7 @@ def test_paper_dry_run_lists_every_figure():
                          capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-2000:]
     counts = dict(re.findall(r"^(\w+)\s+(\d+)$", out.stdout + out.stderr, re.M))
-    assert counts["perclass"] == "5" and counts["ablation_figure"] == "3" and counts["tables"] == "5"
-    assert counts["tsne"] == "2" and counts["attention"] == "2"
+    assert counts["perclass"] == "5" and counts["ablation_figure"] == "3" and counts["tables"] == "6"
+    assert counts["tsne"] == "2" and counts["attention"] == "2" and counts["cost_figure"] == "1"
+    # Table 6 adds tuning jobs only: one per (dataset, backbone, split), on Table 1's encodings
+    assert counts["tune_testtime"] == "18" and counts["encode"] == "54"

@@ -14,7 +14,7 @@ import pytest
 import torch
 import yaml
 
-from zar.method.settings import RunConfig, TuneConfig
+from zar.method.sections import RunConfig, TuneConfig
 from zar.core.splitfiles import read_videos
 from zar.train.recipe import load_recipe
 from zar.method.views import CROP_SETS, ViewConfig, view_plan

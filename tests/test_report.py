@@ -51,12 +51,14 @@ def demo_figures(cfg) -> list[str]:
 
 def _kind(path: str) -> str:
     name = path.split("/figures/", 1)[1]
-    return "ablation" if name.startswith("ablation_table") else name.split("/", 1)[0]
+    if name.startswith("ablation_table"):
+        return "ablation"
+    return "cost" if name == "testtime_cost.png" else name.split("/", 1)[0]
 
 
 def test_every_demo_figure_is_a_non_empty_png_of_its_size(demo_cfg):
     figures = demo_figures(demo_cfg)
-    assert {_kind(f) for f in figures} == {"perclass", "ablation", "tsne", "attention"}
+    assert {_kind(f) for f in figures} == {"perclass", "ablation", "cost", "tsne", "attention"}
     for f in figures:
         path = DEMO / f
         with Image.open(path) as im:
@@ -135,7 +137,7 @@ def test_report_shows_every_table_and_figure_in_chromium(demo_cfg, tmp_path):
         categories = driver.execute_script(
             "return Object.fromEntries(Object.entries(categories).map(([c, s]) => [c, Object.keys(s)]))")
         assert sorted(categories) == ["1. Tables", "2. Per-class analysis", "3. Ablations",
-                                      "4. t-SNE of video embeddings", "5. Attention maps"]
+                                      "4. t-SNE of video embeddings", "5. Attention maps", "6. Test-time methods"]
         if shots:
             driver.save_screenshot(f"{shots}/00_home.png")
         seen: set[str] = set()

@@ -25,21 +25,22 @@ def _layout(jobs):
     return list(zs["datasets"]), rows
 
 
-SIX = R.Table(6, "Table 6: tuning's gain, {n} split(s)", _layout,
+SIX = R.Table(7, "Table 7: tuning's gain, {n} split(s)", _layout,
               paper=lambda row, col: (12.5, None) if (row["key"], col) == ("top1", "hmdb51") else R.NONE,
               digits=2, plot=R.Plot("bars", "prompt"))
 
 
 @pytest.fixture
 def six(monkeypatch):
-    monkeypatch.setitem(R.TABLES, 6, SIX)
+    monkeypatch.setitem(R.TABLES, 7, SIX)
     cfg = yaml.safe_load((ROOT / "config/config.yaml").read_text())
-    cfg["tables"] = [6]
+    cfg["tables"] = [7]
     return cfg
 
 
-def test_the_registry_declares_the_papers_five_tables():
-    assert list(R.TABLES) == [1, 2, 3, 4, 5] and R.plotted() == [3, 4, 5]
+def test_the_registry_declares_the_papers_five_tables_and_zars_table_6():
+    assert list(R.TABLES) == [1, 2, 3, 4, 5, 6] and R.plotted() == [3, 4, 5]
+    assert [n for n, t in R.TABLES.items() if not t.from_paper] == [6]
     assert R.TABLES[2].derived == {"hm": ("base", "novel")} and R.TABLES[1].cost and R.TABLES[3].digits == 2
     assert R.TABLES[4].paper({"rates": [1, 2]}, "hmdb51") == (52.1, None)
     assert R.TABLES[4].paper({"rates": [1, 2]}, "ucf101") == (None, None)  # the paper ran HMDB51 only
@@ -53,37 +54,37 @@ def test_a_new_table_is_one_declaration(six, tmp_path):
     # its jobs: exactly what its cells read (the ZAR run on each dataset and split)
     evals = plan.evaluations(cfg)
     assert len(evals) == 3 * 3 and {(e.method, e.backbone) for e in evals} == {("zar", "vitb16_openai")}
-    assert plan.all_tables(cfg) == [f"results/table6.{x}" for x in ("md", "tex", "csv", "html")]
-    assert plan.ablation_figures(cfg) == ["results/figures/ablation_table6.png"]
-    spec = plan.table_spec(cfg, 6)
-    assert spec["columns"] == ["hmdb51", "ucf101", "k600"] and len(plan.table_inputs(cfg, 6)) == 9
-    # rendered by `zar tables` without anything else knowing table 6
-    for i, f in enumerate(plan.table_inputs(cfg, 6)):
+    assert plan.all_tables(cfg) == [f"results/table7.{x}" for x in ("md", "tex", "csv", "html")]
+    assert plan.ablation_figures(cfg) == ["results/figures/ablation_table7.png"]
+    spec = plan.table_spec(cfg, 7)
+    assert spec["columns"] == ["hmdb51", "ucf101", "k600"] and len(plan.table_inputs(cfg, 7)) == 9
+    # rendered by `zar tables` without anything else knowing table 7
+    for i, f in enumerate(plan.table_inputs(cfg, 7)):
         p = tmp_path / f
         p.parent.mkdir(parents=True, exist_ok=True)
         p.write_text(json.dumps({"top1": 50.0 + i, "top1_before_tuning": 40.0, "n_evaluated": 9, "n_listed": 10,
                                  "classes": ["a", "b", "c", "d"]}))
     for row in spec["rows"]:
         row["cells"] = {c: [str(tmp_path / f) for f in fs] for c, fs in row["cells"].items()}
-    out = tmp_path / "table6"
+    out = tmp_path / "table7"
     assert zar(["tables", "--spec", json.dumps(spec), "--out", str(out)]) == 0
     md = out.with_suffix(".md").read_text()
-    assert md.startswith("# Table 6: tuning's gain, 3 split(s)")
+    assert md.startswith("# Table 7: tuning's gain, 3 split(s)")
     assert "| initial prompt | 40.00 ± 0.00 | — | — | 27/30 |" in md
     tuned = next(line for line in md.splitlines() if line.startswith("| tuned"))
     hmdb = [json.loads(open(str(tmp_path / f)).read())["top1"] for f in spec["rows"][1]["cells"]["hmdb51"]]
     assert tuned.startswith(f"| tuned | {sum(hmdb) / 3:.2f} ± ") and "| 12.50 | " in tuned
     assert "Chance level (100 / number of classes): HMDB-51 25.0%" in md
     # and drawn, since the declaration has a plot
-    fig = tmp_path / "t6.png"
-    assert zar(["figures", "ablation", "--table", str(out.with_suffix(".csv")), "--number", "6", "--out", str(fig)]) == 0
+    fig = tmp_path / "t7.png"
+    assert zar(["figures", "ablation", "--table", str(out.with_suffix(".csv")), "--number", "7", "--out", str(fig)]) == 0
     assert fig.stat().st_size > 0
 
 
 def test_an_undeclared_table_is_refused(six):
     cfg = six
-    cfg["tables"] = [1, 7]
-    with pytest.raises(UserError, match=r"no table 7 .*zar/report/table_registry.py"):
+    cfg["tables"] = [1, 8]
+    with pytest.raises(UserError, match=r"no table 8 .*zar/report/table_registry.py"):
         plan.check_config(cfg, SCHEMA)
-    with pytest.raises(UserError, match="there is no table 7"):
-        plan.table_spec(cfg, 7)
+    with pytest.raises(UserError, match="there is no table 8"):
+        plan.table_spec(cfg, 8)

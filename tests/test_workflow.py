@@ -65,13 +65,28 @@ def test_every_schema_property_is_described():
 
 def test_the_method_schema_is_zars_own_settings_rules():
     """One source of truth: the workflow schema's `method` section is what zar.method.settings generates
-    from the settings' declarations (the CLI applies the same rules)."""
+    from the settings' declarations (the CLI applies the same rules), its method names zar's registry."""
     from zar.method.settings import settings_schema
+    from zar.method.testtime import METHODS
+    from zar.plan.schema import refresh
 
-    schema = yaml.safe_load((ROOT / "workflow/schemas/config.schema.yaml").read_text())
-    assert schema["properties"]["method"]["properties"] == settings_schema(), (
-        "regenerate the method section of workflow/schemas/config.schema.yaml from zar.method.settings.settings_schema():\n"
-        + yaml.safe_dump(settings_schema(), sort_keys=False))
+    text = (ROOT / "workflow/schemas/config.schema.yaml").read_text()
+    assert refresh(text) == text, "workflow/schemas/config.schema.yaml is behind zar's declarations: run `make schema`"
+    schema = yaml.safe_load(text)
+    assert schema["properties"]["method"]["properties"] == settings_schema()
+    assert schema["$defs"]["method_name"]["enum"] == list(METHODS)
+    assert schema["properties"]["testtime"]["properties"]["methods"]["items"] == {"$ref": "#/$defs/method_name"}
+
+
+def test_the_schema_generator_rewrites_only_its_parts():
+    """refresh() on a file whose generated parts are stale restores them and leaves the rest."""
+    from zar.plan.schema import refresh
+
+    text = (ROOT / "workflow/schemas/config.schema.yaml").read_text()
+    stale = text.replace("enum: [ctpt,", "enum: [old, ctpt,", 1).replace("          lr:\n", "          lr_old:\n", 1)
+    assert stale != text and refresh(stale) == text
+    with pytest.raises(ValueError, match="one `  method:` section"):
+        refresh(text.replace("\n  method:\n", "\n  methods:\n"))
 
 
 def test_a_bad_config_is_refused_in_a_few_lines():
@@ -133,7 +148,7 @@ def test_paths_backbones_and_reused_results(paper):
     # an ablation variant that is the method itself on the ablation backbone reuses the zero-shot result
     t3 = plan.table_spec(paper, 3)
     hmdb = next(r for r in t3["rows"] if r["key"] == "hmdb51")
-    assert hmdb["cells"]["80"] == [plan.zeroshot_result(paper, "hmdb51", "zar_k400", s) for s in (1, 2, 3)]
+    assert hmdb["cells"]["80"] == [plan.TableJobs(paper).zeroshot("hmdb51", "zar_k400", s) for s in (1, 2, 3)]
     assert hmdb["cells"]["30"][0] == "results/ablations/hmdb51/ratio30/split1.json"
     e = plan.evaluation(paper, "results/ablations/hmdb51/crops9/split2.json")
     assert (e.backbone, str(e.evalset), plan.evaluation_settings(e)["views.crops"]) == ("vitb16_k400", "split2", 9)
@@ -159,7 +174,31 @@ def test_table_specs_cover_every_experiment(paper):
     assert len(plan.table_inputs(paper, 3)) == 2 * 10 * 3
     assert len(plan.table_inputs(paper, 4)) == 4 * 3
     assert len(plan.table_inputs(paper, 5)) == 4 * 3
-    assert len(plan.evaluations(paper)) == 27 + 72 + 18
+    assert len(plan.table_inputs(paper, 6)) == 8 * 3 * 2 * 3  # methods x datasets x backbones x splits
+    # Table 1's ZAR cells on Table 6's grid (3 datasets x 2 backbones x 3 splits) are Table 6's evaluations
+    assert len(plan.evaluations(paper)) == 27 - 18 + 72 + 18 + 8 * 3 * 2 * 3
+
+
+def test_table1_cells_that_are_table6_evaluations_read_table6s_files(paper):
+    t1 = {r["label"]: r["cells"] for r in plan.table_spec(paper, 1)["rows"]}
+    zar = paper["zeroshot"]["runs"]["zar"]
+    assert t1["ZAR"]["k600"][1] == plan.testtime_result(paper, "k600", zar["backbone"], "zar", 2)
+    e = plan.evaluation(paper, t1["ZAR"]["k600"][1])
+    assert (e.kind, e.method, e.backbone) == ("testtime", "zar", zar["backbone"])
+    vifi = t1["Vanilla CLIP (ViFi-CLIP's protocol)"]["k600"][0]  # other settings: its own job
+    assert vifi == plan.zeroshot_result(paper, "k600", "vanilla_vifi", 1)
+    with pytest.raises(ValueError, match="Table 6's results/testtime/k600/"):
+        plan.evaluation(paper, plan.zeroshot_result(paper, "k600", "zar", 2))
+    # without Table 6, or off its grid, or with other settings, the run has its own job
+    alone = {**paper, "tables": [1, 2, 3, 4, 5]}
+    zar_row = next(r for r in plan.table_spec(alone, 1)["rows"] if r["label"] == "ZAR")
+    assert zar_row["cells"]["k600"][1] == plan.zeroshot_result(paper, "k600", "zar", 2)
+    fewer = {**paper, "testtime": {**paper["testtime"], "splits": [1]}}
+    cells = {r["label"]: r["cells"] for r in plan.table_spec(fewer, 1)["rows"]}["ZAR"]["k600"]
+    assert cells[0].startswith("results/testtime/") and cells[1] == plan.zeroshot_result(paper, "k600", "zar", 2)
+    other = {**paper, "testtime": {**paper["testtime"], "methods": ["vanilla", "zero"]}}
+    assert {r["label"]: r["cells"] for r in plan.table_spec(other, 1)["rows"]}["ZAR"]["k600"][1] == \
+        plan.zeroshot_result(paper, "k600", "zar", 2)
 
 
 @pytest.mark.slow
@@ -169,7 +208,9 @@ def test_paper_dry_run_lists_every_job():
                          capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-2000:]
     counts = dict(re.findall(r"^(\w+)\s+(\d+)$", out.stdout + out.stderr, re.M))
-    assert counts["tune_zeroshot"] == "27" and counts["tune_ablation"] == "72" and counts["tune_b2n"] == "18"
+    # Table 1's ZAR cells on Table 6's grid come from Table 6's jobs (one per dataset, backbone and split)
+    assert counts["tune_zeroshot"] == str(27 - 18) and counts["tune_testtime"] == "18"
+    assert counts["tune_ablation"] == "72" and counts["tune_b2n"] == "18"
     assert counts["train"] == "10" and counts["tables"] == "5" and counts["decode"] == "4"
     # three encodings per zero-shot dataset (2 backbones, + the 32-frame clip), one per base-to-novel model
     assert counts["encode"] == str(3 * (1 + 2 + 8) + 3 * (4 + 1 + 2))
@@ -187,14 +228,16 @@ def test_every_output_path_is_one_template_used_by_the_rules_and_the_plan(paper)
         rx = re.sub(r"\\\{\w+\\\}", "[^/]+", re.escape(pattern))
         return re.fullmatch(rx, path) is not None
 
-    kinds = {"zeroshot": "zeroshot_result", "ablation": "ablation_result", "b2n": "b2n_result"}
+    kinds = {"zeroshot": "zeroshot_result", "ablation": "ablation_result", "b2n": "b2n_result",
+             "testtime": "testtime_result"}
     for e in plan.evaluations(paper):
         assert instance(paths.pattern(paper, kinds[e.kind]), e.result), e.result
     shards = [s for enc in plan.encodings(paper) for s in plan.embedding_shards(paper, enc.dataset, enc.backbone,
                                                                                  enc.viewset)]
     assert shards and all(instance(paths.pattern(paper, "embeddings"), s) for s in shards)
     assert all(instance(paths.pattern(paper, "table"), t) for t in plan.all_tables(paper))
-    figure_kinds = [paths.pattern(paper, k) for k in ("perclass_dir", "ablation_figure", "tsne_dir", "attention_dir")]
+    figure_kinds = [paths.pattern(paper, k) for k in ("perclass_dir", "ablation_figure", "tsne_dir", "attention_dir",
+                                                      "cost_figure")]
     assert all(any(instance(p, f) for p in figure_kinds) for f in plan.figure_targets(paper))
     assert plan.backbone_inputs(paper, "vitb16_k400") == [paths.path(paper, "model_weights", backbone="vitb16_k400")]
     assert paths.log(paper, "zeroshot_result") == "logs/zeroshot/{dataset}/{run}/split{split}.log"

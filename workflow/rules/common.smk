@@ -152,6 +152,9 @@ def tune_evaluation(kind):
         "zeroshot": lambda w: plan.zeroshot_result(config, w.dataset, w.run, int(w.split)),
         "ablation": lambda w: plan.ablation_result(config, w.dataset, w.variant, int(w.split)),
         "b2n": lambda w: plan.b2n_result(config, w.dataset, int(w.shot), w.subset),
+        "testtime": lambda w: plan.testtime_result(
+            config, w.dataset, w.backbone, config["testtime"]["methods"][0], int(w.split)
+        ),
     }[kind]
     return lambda w: plan.evaluation(config, where(w))
 

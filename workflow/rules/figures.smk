@@ -142,3 +142,26 @@ rule attention:
         "zar figures attention --videos {input.videos} --classes {input.classes} --root {params.roots}"
         " --names {params.names} --ext .mp4 --backbone {params.backbone} --n-videos {params.n} --mode {params.mode}"
         " {params.settings} --title {params.title} --out {output} > {log} 2>&1"
+
+
+rule cost_figure:
+    input:
+        paths.pattern(config, "table", table=6, ext="csv"),
+    output:
+        figure=report(
+            paths.pattern(config, "cost_figure"),
+            caption="../report/cost.rst",
+            category="6. Test-time methods",
+        ),
+        data=paths.pattern(config, "cost_data"),
+    log:
+        paths.log(config, "cost_figure"),
+    conda:
+        "../envs/zar.yaml"
+    threads: 1
+    resources:
+        **FIGURE_RESOURCES,
+    params:
+        title=shlex.quote(f"Test-time methods: accuracy against cost{DEMO_NOTE}"),
+    shell:
+        "zar figures cost --table {input} --title {params.title} --out {output.figure} > {log} 2>&1"

@@ -56,3 +56,38 @@ use rule tune_zeroshot as tune_b2n with:
         paths.benchmark(config, "b2n_result")
     params:
         p=tune_params("b2n"),
+
+
+# Table 6: every test-time method on one (dataset, backbone, split), one job for all of them
+# (one Python start, the cache read once), one result file per method.
+TESTTIME = config["testtime"]["methods"]
+
+
+rule tune_testtime:
+    input:
+        unpack(tune_inputs("testtime")),
+    output:
+        summaries=[paths.pattern(config, "testtime_result", method=m) for m in TESTTIME],
+        predictions=[paths.predictions(paths.pattern(config, "testtime_result", method=m)) for m in TESTTIME],
+    log:
+        paths.log(config, "testtime_result", method="all"),
+    benchmark:
+        paths.benchmark(config, "testtime_result", method="all")
+    conda:
+        "../envs/zar.yaml"
+    threads: resource("tune", "threads", 4)
+    resources:
+        gpu=resource("tune", "gpu", 1),
+        mem_mb=resource("tune", "mem_mb", 16000),
+        runtime=resource("tune", "runtime", 360),
+    params:
+        p=tune_params("testtime"),
+        methods=",".join(TESTTIME),
+        label=lambda w: f"{w.dataset}/split{w.split}/{w.backbone}",
+        out=lambda w: paths.path(
+            config, "testtime_result", dataset=w.dataset, backbone=w.backbone, split=w.split, method="{method}"
+        ),
+    shell:
+        "zar tune --embeddings {input.embeddings} --videos {input.videos} --classes {input.classes}"
+        " --backbone {params.p[backbone]} --method {params.methods} --out {params.out}"
+        " --label {params.label} {params.p[settings]} > {log} 2>&1"

@@ -43,6 +43,26 @@ def accuracy_summary(scores: np.ndarray, labels: np.ndarray, n_classes: int) -> 
     }
 
 
+def calibration(scores: np.ndarray, labels: np.ndarray, bins: int = 15) -> dict[str, float | None]:
+    """Expected calibration error (%, ``bins`` equal-width confidence bins (lo, hi], the weighted
+    mean of |accuracy - mean confidence| per bin) and the negative log-likelihood of the label,
+    both from the softmax of ``scores`` (N, K); confidence = the top class's probability."""
+    labels = np.asarray(labels)
+    if len(labels) == 0:
+        return {"ece": None, "nll": None}
+    z = np.asarray(scores, dtype=np.float64)
+    z = z - z.max(axis=1, keepdims=True)
+    logp = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+    conf = np.exp(logp.max(axis=1))
+    correct = topk(z, 1)[:, 0] == labels
+    ece = 0.0
+    for lo, hi in zip(np.linspace(0, 1, bins + 1)[:-1], np.linspace(0, 1, bins + 1)[1:]):
+        in_bin = (conf > lo) & (conf <= hi)
+        if in_bin.any():
+            ece += in_bin.mean() * abs(correct[in_bin].mean() - conf[in_bin].mean())
+    return {"ece": float(100 * ece), "nll": float(-logp[np.arange(len(labels)), labels].mean())}
+
+
 def mean_std(values: Sequence[float | None]) -> tuple[float | None, float | None]:
     """Mean and sample standard deviation (ddof=1) over splits; std is None for one value."""
     vals = [float(v) for v in values if v is not None]

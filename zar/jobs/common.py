@@ -43,11 +43,13 @@ class Job:
 
 def start(args, method: str = "zar") -> Job:
     """The settings, device and backbone of a verb's arguments (``--config``, ``--set``,
-    ``--backbone``); ``method="vanilla"`` means no tuning steps."""
-    from zar.model.backbone import parse_spec
+    ``--backbone``); a ``method`` (zar.method.testtime) that does not tune the prompt means no
+    tuning steps."""
     from zar.method.settings import load_settings
+    from zar.method.testtime import get
+    from zar.model.backbone import parse_spec
 
-    settings = load_settings(args.config, args.set, method=method)
+    settings = load_settings(args.config, args.set, method="zar" if get(method).tunes_prompt else "vanilla")
     return Job(settings, settings.run.resolved_device(), parse_spec(args.backbone))
 
 

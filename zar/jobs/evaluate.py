@@ -24,7 +24,11 @@ def add_arguments(p) -> None:
     p.add_argument("--ext", default=None, help="replace the video file suffix (e.g. .mp4 for normalised copies)")
     p.add_argument("--backbone", default="vitb16_openai",
                    help="backbone name (vitb16_openai, tiny), ARCH:PRETRAINED, spec .json or a zar checkpoint dir")
-    p.add_argument("--method", choices=("vanilla", "zar"), default="zar", help="vanilla CLIP or ZAR (default)")
+    from zar.method.testtime import METHODS
+
+    p.add_argument("--method", choices=[m.name for m in METHODS.values() if m.kind == "episodic"], default="zar",
+                   help="the test-time method (episodic ones; an online method runs over orders: zar encode + "
+                        "zar tune), default zar")
     p.add_argument("--out", required=True, help="output directory: summary.json and predictions.jsonl")
     add_settings_arguments(p)
 
@@ -35,7 +39,7 @@ def run(args) -> int:
     from zar.method.frames import iter_prepared
     from zar.method.results import JsonLines, PredictionLog
     from zar.method.runs import evaluate_videos
-    from zar.method.tpt import Tuner
+    from zar.method.testtime import build
 
     job = start(args, args.method)
     settings = job.settings
@@ -43,7 +47,7 @@ def run(args) -> int:
     classes, rows = labelled_videos(args.classes, args.videos, args.root, args.ext)
     model, pre = job.model()
     encoder = VideoEncoder.for_run(model, pre, settings.views, settings.run, job.device)
-    tuner = Tuner(model, job.class_texts(classes), settings.tune, device=job.device)
+    tuner = build(args.method, model, job.class_texts(classes), settings, job.device)
     out_dir = Path(args.out)
     predictions = PredictionLog(out_dir / "predictions.jsonl", _fingerprint(args, job),
                                 resume=settings.tune.mode == "episodic")

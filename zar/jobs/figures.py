@@ -26,6 +26,11 @@ def add_arguments(p) -> None:
     s.add_argument("--out", required=True, help="figure to write (.png); CSV beside it")
     s.add_argument("--title", default=None, help="figure title")
 
+    s = sub.add_parser("cost", help="Table 6 drawn as accuracy against each method's time per video")
+    s.add_argument("--table", required=True, help="Table 6's CSV written by `zar tables`")
+    s.add_argument("--out", required=True, help="figure to write (.png); CSV beside it")
+    s.add_argument("--title", default="Test-time methods: accuracy against cost", help="figure title")
+
     s = sub.add_parser("tsne", help="t-SNE of cached video embeddings, coloured by class")
     s.add_argument("--embeddings", required=True, nargs="+",
                    help="embedding cache shards of `zar encode` (.pt); with --names, NAME=SHARD")
@@ -62,7 +67,7 @@ def run(args) -> int:
     out = Path(args.out)
     if args.kind not in ("perclass", "attention", "tsne") and out.suffix != ".png":
         raise UserError(f"--out {out}: the figure is written as PNG; give a .png path")
-    handler = {"perclass": run_perclass, "ablation": run_ablation, "tsne": run_tsne,
+    handler = {"perclass": run_perclass, "ablation": run_ablation, "cost": run_cost, "tsne": run_tsne,
                "attention": run_attention}[args.kind]
     handler(args)
     print(f"zar figures {args.kind}: -> {out}")
@@ -75,6 +80,13 @@ def run_perclass(args) -> None:
     for result in args.results:
         perclass_figure(result, Path(args.out) / perclass_name(result, args.strip), args.top,
                         f"{result}{args.note}")
+
+
+def run_cost(args) -> None:
+    from zar.report import analysis as A
+    from zar.report import plots
+
+    plots.accuracy_cost(args.out, A.cost_points(A.read_table_csv(args.table)), args.title)
 
 
 def run_ablation(args) -> None:

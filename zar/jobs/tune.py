@@ -63,8 +63,14 @@ def add_arguments(p) -> None:
     p.add_argument("--videos", required=True, help="the video list to evaluate (its labels and videos)")
     p.add_argument("--classes", required=True, help="classes.csv of the list (the classifier)")
     p.add_argument("--backbone", required=True, help="the backbone the cache was encoded with")
-    p.add_argument("--method", choices=("vanilla", "zar"), default="zar", help="vanilla CLIP or ZAR (default)")
-    p.add_argument("--out", required=True, help="summary JSON to write; predictions go to the same name .jsonl")
+    from zar.method.testtime import METHODS
+
+    p.add_argument("--method", default="zar",
+                   help="the test-time method, or several separated by commas, run one after the other on the same "
+                        "cache: " + "; ".join(f"{m.name} ({m.title}, {m.kind})" for m in METHODS.values())
+                        + " (default zar)")
+    p.add_argument("--out", required=True, help="summary JSON to write, predictions beside it (.jsonl); with several "
+                                                "methods a path holding {method}")
     p.add_argument("--label", default=None, help="free-text name of this result (dataset/split/variant)")
     add_settings_arguments(p)
 
@@ -72,68 +78,140 @@ def add_arguments(p) -> None:
 def run(args) -> int:
     from zar.jobs.common import labelled_videos, start
     from zar.method.cache import open_caches
-    from zar.method.results import PredictionLog
-    from zar.method.runs import tune_from_cache
-    from zar.method.tpt import Tuner
 
-    job = start(args, args.method)
-    settings, spec = job.settings, job.spec
+    names = method_names(args.method, args.out)
+    job = start(args, "zar" if any(m.tunes_prompt for m in names) else "vanilla")
     classes, rows = labelled_videos(args.classes, args.videos)
     cache = open_caches(list(args.embeddings))
-    if cache.backbone != spec.to_dict():
-        raise UserError(f"{args.embeddings[0]}: encoded with backbone {cache.backbone}, not {spec.to_dict()}")
-    view_index = select_views(cache, settings.views, args.embeddings[0])
-    job.check_views_kept(len(view_index))
+    if cache.backbone != job.spec.to_dict():
+        raise UserError(f"{args.embeddings[0]}: encoded with backbone {cache.backbone}, not {job.spec.to_dict()}")
+    view_index = select_views(cache, job.settings.views, args.embeddings[0])
+    if any(m.tunes_prompt for m in names):
+        job.check_views_kept(len(view_index))
     found, skipped = match_list(cache, rows, args.videos, args.embeddings[0])
     model, pre = job.model()
     texts = job.class_texts(classes)
-    tuner = Tuner(model, texts, settings.tune, device=job.device)
-    out = Path(args.out)
-    predictions = PredictionLog(out.with_suffix(".jsonl"), _fingerprint(args, job),
-                                resume=settings.tune.mode == "episodic")
-    todo = [i for i in found if cache.video_ids[i] not in predictions.done]
-    log.info("tune %s on %d of %d listed videos (%d done, %d skipped at encoding), %d of %d cached views, %d classes, "
-             "steps=%d ratio=%s", args.method, len(found), len(rows), len(found) - len(todo), len(skipped),
-             len(view_index), cache.views.shape[1], len(classes), settings.tune.steps, settings.tune.ratio)
-    batch = 1 if settings.tune.mode == "continual" else settings.run.tune_batch
-    labels = {r.video_id: r.class_index for r in rows}
-    seconds = tune_from_cache(tuner, cache, todo, view_index, labels, args.method, predictions, batch)
-    recs = predictions.finish([r.video_id for r in rows])
-    per_video = seconds / len(todo) if todo else None
-    summary = _write_summary(args, job, classes, rows, cache, recs, skipped, view_index, per_video, seconds, texts,
-                             model, pre)
-    log.info("%s: top-1 %.2f%% (before tuning %.2f%%, views ensemble %.2f%%) on %d of %d listed videos -> %s",
-             args.method, summary["top1"], summary["top1_before_tuning"], summary["top1_ensemble"],
-             summary["n_evaluated"], summary["n_listed"], out)
+    for method in names:
+        out = Path(args.out.format(method=method.name))
+        summary = run_method(method, args, job, settings_for(job.settings, method), cache, rows, found, skipped,
+                             view_index, (list(classes.names), texts), model, pre, out)
+        log.info("%s: top-1 %.2f%% (vanilla %.2f%%, views' vote %.2f%%), ECE %.1f%%, %.1f ms per video, on %d of %d "
+                 "listed videos -> %s", method.name, summary["top1"], summary["top1_before_tuning"],
+                 summary["top1_ensemble"], summary["ece"], summary["ms_per_video"], summary["n_evaluated"],
+                 summary["n_listed"], out)
     return 0
 
 
-def _fingerprint(args, job) -> str:
+def method_names(text: str, out: str) -> list:
+    """The methods of ``--method`` (one, or several separated by commas), each known and once."""
+    from zar.method.testtime import get
+
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    if not names or len(set(names)) != len(names):
+        raise UserError(f"--method {text!r}: name each method once, separated by commas")
+    if len(names) > 1 and "{method}" not in out:
+        raise UserError(f"--out {out!r}: with several methods it must hold {{method}} (one result per method)")
+    return [get(n) for n in names]
+
+
+def settings_for(settings, method):
+    """The settings a method runs with: a method that does not tune the prompt records 0 steps."""
+    import dataclasses
+
+    if method.tunes_prompt or not settings.tune.steps:
+        return settings
+    return dataclasses.replace(settings, tune=dataclasses.replace(settings.tune, steps=0))
+
+
+def run_method(method, args, job, settings, cache, rows, found, skipped, view_index, classes, model, pre, out) -> dict:
+    """One method over the list (online ones over each of their seeded orders, the summary then
+    giving their mean, the predictions file the first order's); its summary. ``classes``: the
+    class names and their texts."""
+    from zar.method.results import PredictionLog, summarise
+    from zar.method.runs import peak_memory, reset_peak_memory, tune_from_cache
+    from zar.method.testtime import build
+
+    names, texts = classes
+    adapter = build(method.name, model, texts, settings, job.device)
+    online = method.kind == "online"
+    predictions = PredictionLog(out.with_suffix(".jsonl"), _fingerprint(args, job, settings, method.name),
+                                resume=settings.tune.mode == "episodic" and not online)
+    labels = {r.video_id: r.class_index for r in rows}
+    batch = 1 if settings.tune.mode == "continual" and method.tunes_prompt else settings.run.tune_batch
+    reset_peak_memory(job.device)
+    orders, seconds, n_done = [], 0.0, 0
+    first = [i for i in found if cache.video_ids[i] not in predictions.done]
+    for k in range(settings.methods[method.name].orders if online else 1):
+        todo, sink = first, predictions
+        if online:
+            import numpy as np
+
+            adapter.reset()
+            todo = [first[j] for j in np.random.default_rng(k).permutation(len(first))]
+            sink = predictions if k == 0 else Collected()
+        seconds += tune_from_cache(adapter, cache, todo, view_index, labels, method.name, sink, batch)
+        n_done += len(todo)
+        if online:
+            recs = sink.records() if k else list(predictions.done.values())
+            orders.append({"seed": k, "order": [cache.video_ids[i] for i in todo],
+                           **{key: summarise(recs, len(texts), method.name)[key] for key in ("top1", "ece", "nll")}})
+    recs = predictions.finish([r.video_id for r in rows])
+    per_video = seconds / n_done if n_done else None
+    extra = {"memory": peak_memory(job.device)}
+    if online:  # the mean over the orders
+        from zar.core.metrics import mean_std
+
+        top1 = mean_std([o["top1"] for o in orders])
+        extra.update(orders=orders, top1=top1[0], top1_std_over_orders=top1[1],
+                     ece=mean_std([o["ece"] for o in orders])[0], nll=mean_std([o["nll"] for o in orders])[0])
+    return _write_summary(args, job, settings, method, cache, rows, recs, skipped, view_index, per_video, seconds,
+                          (names, texts), model, pre, out, extra)
+
+
+class Collected:
+    """Prediction records kept in memory (the later orders of an online method)."""
+
+    def __init__(self):
+        self.done: dict[str, dict] = {}
+
+    def add(self, rec: dict) -> None:
+        self.done[rec["video_id"]] = rec
+
+    def records(self) -> list[dict]:
+        return list(self.done.values())
+
+
+def _fingerprint(args, job, settings, method: str) -> str:
     from zar.core.files import sha256_file
     from zar.method.results import fingerprint
 
     return fingerprint([sha256_file(p) for p in args.embeddings], sha256_file(args.videos), sha256_file(args.classes),
-                       job.settings.tune.to_dict(), job.settings.views.to_dict(), job.spec.to_dict(), args.method)
+                       settings.tune.to_dict(), settings.views.to_dict(), job.spec.to_dict(), method,
+                       settings.to_dict().get(method))
 
 
-def _write_summary(args, job, classes, rows, cache, recs, skipped, view_index, tune_per_video, seconds, texts, model,
-                   pre) -> dict:
+def _write_summary(args, job, settings, method, cache, rows, recs, skipped, view_index, tune_per_video, seconds,
+                   classes, model, pre, out, extra) -> dict:
     from zar.method.cost import flops
     from zar.method.results import frames_record, write_summary
 
-    settings, n_encoded = job.settings, len(cache.video_ids)
+    names, texts = classes
+    n_encoded = len(cache.video_ids)
     cost = {**flops(model, pre, settings.views, texts, settings.tune, job.device),
             "encode_seconds_per_video": cache.seconds / n_encoded if n_encoded else None,
             "encode_devices": cache.devices, "tune_seconds_per_video": tune_per_video}
     labels = {r.video_id for r in rows}
-    return write_summary(
-        Path(args.out), method=args.method, records=recs, n_listed=len(rows), skipped=skipped,
-        class_names=list(classes.names), inputs={"videos": args.videos, "classes": args.classes,
-                                                 **{f"embeddings_{j}": p for j, p in enumerate(args.embeddings)}},
-        settings={"views": settings.views.to_dict(), "tune": settings.tune.to_dict(), "run": settings.to_dict()["run"],
-                  "views_encoded": cache.views_config, "image_precision_encoded": cache.image_precision,
-                  "view_short_side": cache.view_short_side, "frames": frames_record(settings.views, job.spec)},
-        backbone=job.spec.to_dict(), predictions=Path(args.out).with_suffix(".jsonl"),
+    summary = write_summary(
+        out, method=method.name, records=recs, n_listed=len(rows), skipped=skipped,
+        class_names=names, inputs={"videos": args.videos, "classes": args.classes,
+                                                   **{f"embeddings_{j}": p for j, p in enumerate(args.embeddings)}},
+        settings={**settings.to_dict(), "views_encoded": cache.views_config,
+                  "image_precision_encoded": cache.image_precision, "view_short_side": cache.view_short_side,
+                  "frames": frames_record(settings.views, job.spec)},
+        backbone=job.spec.to_dict(), predictions=out.with_suffix(".jsonl"),
         partial=[p for p in cache.partial if p["video_id"] in labels],
-        extra={"label": args.label, "n_views": len(view_index), "seconds": seconds, "cost": cost},
+        extra={"label": args.label, "method_title": method.title, "method_kind": method.kind,
+               "method_source": method.source, "n_views": len(view_index), "seconds": seconds,
+               "ms_per_video": 1000 * tune_per_video if tune_per_video is not None else None, "cost": cost, **extra},
     )
+    return summary

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from zar.method.settings import check_template
+from zar.method.sections import check_template
 from zar.model.backbone import tokenizer_of
 from zar.core.splitfiles import class_text
 from zar.core.errors import UserError

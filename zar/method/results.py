@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from zar.core.metrics import accuracy_summary, topk
+from zar.core.metrics import accuracy_summary, calibration, topk
 from zar.method.tpt import TuneResult
 from zar.core.errors import UserError
 from zar.core.files import sha256_file, to_json, write_json
@@ -142,17 +142,22 @@ def fingerprint(*parts: Any) -> str:
 
 
 def summarise(records: list[dict], n_classes: int, method: str) -> dict[str, Any]:
-    """Accuracy after tuning (the method's result), before it (the initial prompt: vanilla
-    CLIP on the inference clip) and of the ensemble (the inference clip and the views averaged
-    under the initial prompt: what the views give without tuning)."""
+    """The method's accuracy and calibration (its logits, ``logits_after``: for vanilla CLIP the
+    same as before), vanilla CLIP's on the inference clip (the initial prompt) and the views'
+    vote (the inference clip and the views averaged under the initial prompt)."""
     labels = np.array([r["label"] for r in records], dtype=np.int64)
     out: dict[str, Any] = {}
+    scores = {}
     for when in ("after", "before", "ensemble"):
-        scores = np.array([r[f"logits_{when}"] for r in records], dtype=np.float64).reshape(len(records), n_classes)
-        out[when] = accuracy_summary(scores, labels, n_classes)
-    main = out["after"] if method == "zar" else out["before"]
+        scores[when] = np.array([r[f"logits_{when}"] for r in records], dtype=np.float64).reshape(len(records),
+                                                                                                 n_classes)
+        out[when] = accuracy_summary(scores[when], labels, n_classes)
+    main = out["after"]
+    cal, cal_before = calibration(scores["after"], labels), calibration(scores["before"], labels)
     return {
         "top1": main["top1"], "top5": main["top5"], "mean_class_acc": main["mean_class_acc"],
+        "ece": cal["ece"], "nll": cal["nll"],
+        "ece_before_tuning": cal_before["ece"], "nll_before_tuning": cal_before["nll"],
         "top1_before_tuning": out["before"]["top1"], "top5_before_tuning": out["before"]["top5"],
         "top1_ensemble": out["ensemble"]["top1"], "top5_ensemble": out["ensemble"]["top5"],
         "per_class_top1": [c["top1"] for c in main["per_class"]],

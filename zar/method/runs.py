@@ -50,3 +50,22 @@ def evaluate_videos(todo, prepared, encoder, tuner, method: str, predictions: Pr
         result = tuner(views, infer)
         result.seconds = time.perf_counter() - t_video + p.read_seconds
         predictions.add(record(row.video_id, row.class_index, result, method))
+
+
+def reset_peak_memory(device) -> None:
+    import torch
+
+    if torch.device(device).type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+
+
+def peak_memory(device) -> dict:
+    """The peak memory of a method's run: the GPU's allocations since :func:`reset_peak_memory`,
+    or on the CPU the process's peak resident memory (everything the job held, model included)."""
+    import resource
+
+    import torch
+
+    if torch.device(device).type == "cuda":
+        return {"device": "cuda", "peak_allocated_mb": torch.cuda.max_memory_allocated() / 2 ** 20}
+    return {"device": "cpu", "process_peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 10}

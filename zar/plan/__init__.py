@@ -158,7 +158,7 @@ def n_shards(cfg: dict, dataset: str) -> int:
 class Evaluation:
     """One tuning job: a video list evaluated with one backbone and one set of settings."""
 
-    kind: str  # zeroshot | ablation | b2n
+    kind: str  # zeroshot | ablation | b2n | testtime
     dataset: str
     evalset: EvalSet
     backbone: str
@@ -194,16 +194,41 @@ def b2n_result(cfg: dict, dataset: str, shot: int, subset: str) -> str:
     return paths.path(cfg, "b2n_result", dataset=dataset, shot=shot, subset=subset)
 
 
-def _zeroshot(cfg: dict) -> list[Evaluation]:
+def testtime_result(cfg: dict, dataset: str, backbone: str, method: str, split: int) -> str:
+    return paths.path(cfg, "testtime_result", dataset=dataset, backbone=backbone, method=method, split=split)
+
+
+def _testtime(cfg: dict) -> list[Evaluation]:
+    """Table 6: every test-time method on each (dataset, backbone, split), all from the paper
+    method's views (one tuning job per dataset, backbone and split runs every method)."""
+    t, settings = cfg["testtime"], _freeze(method_settings(cfg))
+    return [Evaluation("testtime", ds, EvalSet(split=s), b, m, settings, testtime_result(cfg, ds, b, m, s),
+                       f"{ds}/split{s}/{b}/{m}")
+            for ds in t["datasets"] for b in t["backbones"] for s in t["splits"] for m in t["methods"]]
+
+
+def _zeroshot_cells(cfg: dict) -> dict[tuple[str, str, int], Evaluation]:
+    """(dataset, run, split) -> the evaluation giving Table 1's cell. A run's cell that is
+    exactly one of Table 6's evaluations (same list, backbone, method and settings: e.g. ZAR
+    on Table 6's grid) reads Table 6's result, when Table 6 is configured: its tuning job runs
+    that method anyway, and one job starts instead of two."""
     zs, base = cfg["zeroshot"], method_settings(cfg)
-    out = []
+    shared = {(e.dataset, e.evalset, e.backbone, e.method, e.settings): e
+              for e in (_testtime(cfg) if 6 in cfg["tables"] else [])}
+    out = {}
     for run, r in zs["runs"].items():
         settings = _freeze({**base, **r.get("settings", {})})
         for ds in zs["datasets"]:
             for s in zs["splits"]:
-                out.append(Evaluation("zeroshot", ds, EvalSet(split=s), r["backbone"], r["method"], settings,
-                                      zeroshot_result(cfg, ds, run, s), f"{ds}/split{s}/{run}"))
+                out[ds, run, s] = shared.get((ds, EvalSet(split=s), r["backbone"], r["method"], settings)) or Evaluation(
+                    "zeroshot", ds, EvalSet(split=s), r["backbone"], r["method"], settings,
+                    zeroshot_result(cfg, ds, run, s), f"{ds}/split{s}/{run}")
     return out
+
+
+def _zeroshot(cfg: dict) -> list[Evaluation]:
+    """Table 1's evaluations (some of them Table 6's: :func:`_zeroshot_cells`)."""
+    return list(dict.fromkeys(_zeroshot_cells(cfg).values()))
 
 
 def _ablations(cfg: dict, main: list[Evaluation]) -> dict[tuple[str, str, int], Evaluation]:
@@ -234,7 +259,7 @@ def _b2n(cfg: dict) -> dict[tuple[str, int, str], Evaluation]:
 def _catalogue(cfg: dict) -> dict[str, Evaluation]:
     """Every evaluation the config describes, by result file (the tables pick theirs)."""
     main = _zeroshot(cfg)
-    return {e.result: e for e in [*main, *_ablations(cfg, main).values(), *_b2n(cfg).values()]}
+    return {e.result: e for e in [*main, *_ablations(cfg, main).values(), *_b2n(cfg).values(), *_testtime(cfg)]}
 
 
 def evaluations(cfg: dict) -> list[Evaluation]:
@@ -248,6 +273,10 @@ def evaluation(cfg: dict, result: str) -> Evaluation:
     for e in evaluations(cfg):
         if e.result == result:
             return e
+    served = {zeroshot_result(cfg, ds, run, s): e.result for (ds, run, s), e in _zeroshot_cells(cfg).items()}
+    if served.get(result, result) != result:
+        raise ValueError(f"{result}: this cell of Table 1 is Table 6's {served[result]} (the same evaluation): "
+                         "ask for that file")
     raise ValueError(f"{result}: no configured evaluation writes this file")
 
 
@@ -326,7 +355,9 @@ class TableJobs:
     cfg: dict
 
     def zeroshot(self, dataset: str, run: str, split: int) -> str:
-        return zeroshot_result(self.cfg, dataset, run, split)
+        if not hasattr(self, "_zs"):
+            self._zs = _zeroshot_cells(self.cfg)
+        return self._zs[dataset, run, split].result
 
     def ablation(self, dataset: str, axis: str, value: Any, split: int) -> str:
         variant = {"ratio": ratio_variant, "rates": rates_variant, "crops": crops_variant}[axis](value)
@@ -334,6 +365,9 @@ class TableJobs:
 
     def b2n(self, dataset: str, shot: int, subset: str) -> str:
         return b2n_result(self.cfg, dataset, shot, subset)
+
+    def testtime(self, dataset: str, backbone: str, method: str, split: int) -> str:
+        return testtime_result(self.cfg, dataset, backbone, method, split)
 
     @property
     def _ablations(self) -> dict[tuple[str, str, int], Evaluation]:
@@ -435,7 +469,7 @@ def tsne_dir(cfg: dict, backbone: str) -> str:
 def tsne_inputs(cfg: dict, dataset: str, backbone: str) -> dict[str, list[str]]:
     """The encoding of a dataset's zero-shot videos on a backbone (the ZAR run's frames) and
     the split files naming each video's class."""
-    zs = [e for e in evaluations(cfg) if e.kind == "zeroshot" and e.dataset == dataset and e.backbone == backbone]
+    zs = [e for e in _zeroshot(cfg) if e.dataset == dataset and e.backbone == backbone]
     if not zs:
         raise ValueError(f"no zero-shot evaluation of {dataset} on {backbone}")
     views = next((e for e in zs if e.setting("views.samples_per_rate")), zs[0])
@@ -460,7 +494,9 @@ def attention_lists(cfg: dict, dataset: str) -> dict[str, str]:
 
 def figure_targets(cfg: dict) -> list[str]:
     """Every figure job's output (folders for the batched ones)."""
-    return ([perclass_dir(cfg, t) for t in cfg["tables"]] + ablation_figures(cfg)
+    cost = [paths.path(cfg, "cost_figure")] if 6 in cfg["tables"] else []
+    perclass = [t for t in cfg["tables"] if table_registry.get(t).from_paper]  # Table 6's methods: the cost plot
+    return ([perclass_dir(cfg, t) for t in perclass] + ablation_figures(cfg) + cost
             + [tsne_dir(cfg, b) for b in table1_backbones(cfg)]
             + [attention_dir(cfg, b) for b in attention_backbones(cfg)])
 

@@ -10,6 +10,7 @@ TEMPLATES = {
     "zeroshot_result": "{results}/zeroshot/{dataset}/{run}/split{split}.json",
     "ablation_result": "{results}/ablations/{dataset}/{variant}/split{split}.json",
     "b2n_result": "{results}/b2n/{dataset}/s{shot}/{subset}.json",
+    "testtime_result": "{results}/testtime/{dataset}/{backbone}/{method}/split{split}.json",
     "embeddings": "{results}/embeddings/{dataset}/{backbone}/{viewset}/shard{k}of{n}.pt",
     "model_dir": "{results}/models/{backbone}",
     "model_weights": "{results}/models/{backbone}/model.safetensors",
@@ -21,6 +22,8 @@ TEMPLATES = {
     "ablation_data": "{results}/figures/ablation_table{table}.csv",
     "tsne_dir": "{results}/figures/tsne/{backbone}",
     "attention_dir": "{results}/figures/attention/{backbone}",
+    "cost_figure": "{results}/figures/testtime_cost.png",
+    "cost_data": "{results}/figures/testtime_cost.csv",
 }
 _ROOTS = {"results": "results_dir", "logs": "logs_dir", "benchmarks": "benchmarks_dir"}
 

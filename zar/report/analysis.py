@@ -196,3 +196,21 @@ def subsample(n: int, max_points: int | None, seed: int = 0) -> np.ndarray:
     if not max_points or n <= max_points:
         return np.arange(n)
     return np.sort(np.random.default_rng(seed).choice(n, size=max_points, replace=False))
+
+
+def cost_points(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Table 6's CSV records (columns ``backbone:dataset``, ``backbone:ece``, ``backbone:ms``)
+    as one point per (backbone, method): top-1 averaged over the datasets, ECE, ms per video."""
+    out: dict[tuple[str, str], dict[str, Any]] = {}
+    for r in records:
+        backbone, what = r["column"].split(":")
+        p = out.setdefault((backbone, r["row"]), {"backbone": backbone, "method": r["row"], "top1s": []})
+        if what == "ms":
+            p["ms_per_video"] = r["ours_mean"]
+        elif what == "ece":
+            p["ece"] = r["ours_mean"]
+        elif r["ours_mean"] is not None:
+            p["top1s"].append(r["ours_mean"])
+    return [{"backbone": p["backbone"], "method": p["method"], "ece": p.get("ece"),
+             "ms_per_video": p.get("ms_per_video"), "top1": float(np.mean(p["top1s"])) if p["top1s"] else None}
+            for p in out.values()]

@@ -22,6 +22,7 @@ SIZES: dict[str, tuple[float, float]] = {  # inches at DPI
     "ablation": (9.0, 5.0),
     "tsne": (10.0, 8.0),
     "attention": (12.0, 6.5),
+    "cost": (9.0, 5.5),
 }
 MAX_TICK_LABELS = 40  # above this many classes the confusion matrix has no class names on its axes
 
@@ -236,4 +237,31 @@ def attention(out_png: str | Path, frames: np.ndarray, maps: np.ndarray, caption
     axes[0, 0].set_ylabel("frame")
     axes[1, 0].set_ylabel("attention")
     fig.suptitle(title, fontsize=10)
+    _save(fig, out_png)
+
+
+def accuracy_cost(out_png: str | Path, points: list[dict], title: str) -> None:
+    """Table 6 as a plot: each method's top-1 (mean over the datasets) against its own ms per
+    video, on a log axis, one marker series per backbone; the points are in the CSV beside."""
+    import numpy as np
+
+    write_csv(csv_path(out_png), points, ["backbone", "method", "top1", "ms_per_video", "ece"])
+    fig = _figure("cost")
+    ax = fig.subplots()
+    for backbone, marker in zip(dict.fromkeys(p["backbone"] for p in points), "osD^v<>"):
+        pts = [p for p in points if p["backbone"] == backbone and p["top1"] is not None and p["ms_per_video"]]
+        ax.scatter([p["ms_per_video"] for p in pts], [p["top1"] for p in pts], marker=marker, s=60, label=backbone)
+        for p in pts:
+            ax.annotate(p["method"], (p["ms_per_video"], p["top1"]), textcoords="offset points", xytext=(6, 4),
+                        fontsize=9)
+    xs = [p["ms_per_video"] for p in points if p["ms_per_video"]]
+    if xs and min(xs) > 0:
+        ax.set_xscale("log")
+        ax.set_xlim(min(xs) / 2, max(xs) * 2 if max(xs) > min(xs) else min(xs) * 4)
+    ax.set_xlabel("the method's own time per video (ms, log scale; encoding not counted)")
+    ax.set_ylabel("top-1 (%), mean over the datasets")
+    ax.set_title(title)
+    ax.grid(True, alpha=0.3, which="both")
+    ax.legend(loc="best", fontsize=9, title="backbone")
+    del np
     _save(fig, out_png)

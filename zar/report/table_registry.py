@@ -35,6 +35,8 @@ class Jobs(Protocol):
 
     def b2n(self, dataset: str, shot: int, subset: str) -> str: ...
 
+    def testtime(self, dataset: str, backbone: str, method: str, split: int) -> str: ...
+
 
 @dataclass(frozen=True)
 class Plot:
@@ -51,15 +53,19 @@ class Table:
     title: str  # "{n}": the number of runs (splits or shot lists) behind each cell
     layout: Callable[[Jobs], tuple[list[str], list[dict[str, Any]]]]  # columns, rows (with cells)
     paper: Callable[[dict, str], Number] = lambda row, col: NONE  # the paper's number for (row, column)
-    column_titles: dict[str, str] | str | None = None  # a mapping, a format of the key, or the datasets' titles
+    column_titles: Any = None  # a mapping, a format of the key, a function (column, titles), or the datasets' titles
     derived: dict[str, tuple[str, str]] = field(default_factory=dict)  # column -> harmonic mean of two columns
     digits: int = 1
     chance_by: str | None = "column"  # chance level per "column", per "row", or not shown (None)
     quoted: dict[str, dict[str, Number]] = field(default_factory=dict)  # other methods' rows, from the paper
     cost: bool = False  # end with the cost per video of each run
+    column_metrics: dict[str, str] = field(default_factory=dict)  # a column's last part -> the metric it reads
+    from_paper: bool = True  # the paper has this table (its numbers beside ours); False: zar's own
     plot: Plot | None = None
 
     def column_title(self, col: str, dataset_titles: dict[str, str]) -> str:
+        if callable(self.column_titles):
+            return self.column_titles(col, dataset_titles)
         if isinstance(self.column_titles, dict):
             return self.column_titles[col]
         if isinstance(self.column_titles, str):
@@ -151,6 +157,29 @@ def _table5(jobs: Jobs):
     return list(datasets), rows
 
 
+def _table6(jobs: Jobs):
+    """Rows: the test-time methods; per backbone, a top-1 column per dataset, then the ECE and
+    the method's own ms per video over all its results on that backbone."""
+    from zar.method.testtime import get
+
+    t = jobs.cfg["testtime"]
+    columns = [f"{b}:{x}" for b in t["backbones"] for x in [*t["datasets"], "ece", "ms"]]
+    rows = []
+    for m in t["methods"]:
+        files = {(b, d): [jobs.testtime(d, b, m, s) for s in t["splits"]] for b in t["backbones"] for d in t["datasets"]}
+        cells = {f"{b}:{d}": files[b, d] for b in t["backbones"] for d in t["datasets"]}
+        for b in t["backbones"]:
+            cells[f"{b}:ece"] = cells[f"{b}:ms"] = [f for d in t["datasets"] for f in files[b, d]]
+        method = get(m)
+        rows.append({"key": m, "label": method.title, "protocol": f"{method.kind}; {method.source}", "cells": cells})
+    return columns, rows
+
+
+def _table6_title(col: str, dataset_titles: dict[str, str]) -> str:
+    backbone, what = col.split(":")
+    return f"{backbone}: " + {"ece": "ECE (%)", "ms": "ms/video"}.get(what, dataset_titles.get(what, what))
+
+
 TABLES: dict[int, Table] = {t.number: t for t in (
     Table(1, "Table 1: zero-shot top-1 (%), mean ± std over {n} split(s)", _table1,
           paper=lambda row, col: _lookup(lambda: TABLE1[row["paper"]][col]),
@@ -170,6 +199,10 @@ TABLES: dict[int, Table] = {t.number: t for t in (
     Table(5, "Table 5: number of crops vs top-1 (%), K400-fine-tuned backbone, {n} split(s)", _table5,
           paper=lambda row, col: _lookup(lambda: TABLE5[int(row["key"])]) if col == "hmdb51" else NONE,
           plot=Plot("bars", "crops per clip")),
+    Table(6, "Table 6 (zar's own, not in the paper): test-time methods on the same cached views, top-1 (%) mean ± "
+          "std over {n} split(s), ECE (%) and the method's own ms per video over all its results", _table6,
+          column_titles=_table6_title, chance_by=None, column_metrics={"ece": "ece", "ms": "ms_per_video"},
+          from_paper=False),
 )}
 
 

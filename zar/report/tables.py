@@ -32,7 +32,8 @@ def _decl(spec: dict) -> Table:
 
 def title(spec: dict) -> str:
     """The table's title, with the number of runs (splits or shot lists) behind each cell."""
-    n = max((len(files) for row in spec["rows"] for files in row["cells"].values()), default=0)
+    first = spec["columns"][0] if spec["columns"] else None  # a column of the table's own runs (not a derived one)
+    n = max((len(row["cells"][first]) for row in spec["rows"] if first in row["cells"]), default=0)
     return _decl(spec).title.format(n=n)
 
 
@@ -73,9 +74,10 @@ def _paper_value(spec: dict, row: dict, col: str) -> tuple[float | None, float |
 
 def compute(spec: dict) -> list[dict[str, Any]]:
     """One record per (row, column): ours, the paper's, the difference, the video counts."""
-    out, derived = [], _decl(spec).derived
+    out, derived, decl = [], _decl(spec).derived, _decl(spec)
     for row in spec["rows"]:
-        cells = {col: load_cell(files, row.get("metric", "top1")) for col, files in row["cells"].items()}
+        cells = {col: load_cell(files, decl.column_metrics.get(col.split(":")[-1], row.get("metric", "top1")))
+                 for col, files in row["cells"].items()}
         for col, (a, b) in derived.items():  # the harmonic mean of two columns' means
             cells[col] = {"mean": harmonic_mean(cells[a]["mean"], cells[b]["mean"]), "std": None, "values": [],
                           "n_evaluated": cells[a]["n_evaluated"] + cells[b]["n_evaluated"],
@@ -84,7 +86,8 @@ def compute(spec: dict) -> list[dict[str, Any]]:
         for col in spec["columns"]:
             c = cells[col]
             p_mean, p_std = _paper_value(spec, row, col)
-            out.append({"row": row["label"], "row_key": row["key"], "metric": row.get("metric", "top1"),
+            metric = decl.column_metrics.get(col.split(":")[-1], row.get("metric", "top1"))
+            out.append({"row": row["label"], "row_key": row["key"], "metric": metric,
                         "column": col, "ours_mean": c["mean"],
                         "ours_std": c["std"], "n_runs": len(c["values"]) or c.get("n_runs", 0),
                         "paper_mean": p_mean, "paper_std": p_std,
@@ -115,7 +118,7 @@ def _notes(spec: dict, records: list[dict]) -> list[str]:
     n_list = sum(r["n_listed"] for r in records if r["column"] not in derived)
     demo = bool(spec.get("demo"))
     notes = ["Ours: mean ± sample std (ddof=1) over the runs of each cell."]
-    if not demo:
+    if _show_paper(spec):
         notes.append(f"'paper' = the number published in {CITATION} (quoted, not reproduced by us), shown "
                      "only beside a row measured the way the paper measured it; Δ = ours − paper.")
     notes.append(f"Videos evaluated of those listed, summed over the cells: {n_eval:,} of {n_list:,} "
@@ -178,7 +181,7 @@ def render_cost_md(rows: list[dict]) -> list[str]:
 
 
 def _show_paper(spec: dict) -> bool:
-    return not spec.get("demo")
+    return not spec.get("demo") and _decl(spec).from_paper
 
 
 def render_md(spec: dict, records: list[dict]) -> str:
