@@ -2,12 +2,14 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import hashlib
 import re
 from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 
 from zar.data import demo
 from zar.cli import main
@@ -241,7 +243,7 @@ def test_config_overrides_and_type_errors(tmp_path):
     good = tmp_path / "good.yaml"
     good.write_text("demo_data:\n  seed: 7\n  object_size: 40\n  shapes: [circle, square, diamond]\n")
     cfg = demo.load_config(good)
-    assert (cfg.seed, cfg.object_size, cfg.shapes) == (7, 40.0, ["circle", "square", "diamond"])
+    assert (cfg.seed, cfg.object_size, cfg.shapes) == (7, 40.0, ("circle", "square", "diamond"))
     assert cfg.fps == demo.DemoConfig().fps
     with pytest.raises(UserError, match="seed"):
         demo.config_from_dict({"seed": "abc"})
@@ -249,6 +251,33 @@ def test_config_overrides_and_type_errors(tmp_path):
         demo.config_from_dict({"shapes": ["circle", "square", "hexagon"]})
     with pytest.raises(UserError, match="combinations"):
         demo.config_from_dict({"pool_classes": 40})
+
+
+@pytest.mark.parametrize("key, value, words", [
+    ("colours", {"red": [255, 0]}, "demo_data.colours"),                    # not RGB
+    ("colours", {"red": [255, 0, 256]}, "<= 255"),
+    ("speeds", {"slowly": 0}, "demo_data.speeds"),                          # must move
+    ("train_visible", [0.5, 1.5], "demo_data.train_visible"),
+    ("trail_taper", 1.0, "< 1"),
+    ("hidden", "blurred", "one of absent, grey"),
+    ("width", 31, ">= 32"),
+    ("background_range", [50, 40], "low <= high"),                          # a rule across the pair
+    ("min_frames", 50, "min_frames must be at most max_frames"),  # the default max_frames is 48
+])
+def test_every_demo_setting_is_bounded_and_named_with_the_file(tmp_path, key, value, words):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump({"demo_data": {key: value}}))
+    with pytest.raises(UserError) as e:
+        demo.load_config(bad)
+    assert str(bad) in str(e.value) and words in str(e.value) and len(str(e.value).splitlines()) == 1
+
+
+def test_every_demo_key_is_a_setting_with_a_description():
+    from zar.core.fields import settings_fields
+
+    declared = settings_fields(demo.DemoConfig)
+    assert set(declared) == {f.name for f in dataclasses.fields(demo.DemoConfig)}
+    assert all(meta["description"] for meta in declared.values())
 
 
 # ----------------------------------------------------------------------------- videos

@@ -19,14 +19,15 @@ from typing import Any, Mapping
 
 from zar.core.errors import UserError
 
-_TYPES = ("integer", "number", "string", "boolean", "array")
+_TYPES = ("integer", "number", "string", "boolean", "array", "object")  # object: a mapping of names to items
 
 
 def setting(default: Any, type: str, description: str, *, nullable: bool = False, items: dict | None = None,
             allowed: str | None = None, **rules: Any) -> Any:
     """A dataclass field with its rules (``minimum``, ``exclusiveMinimum``, ``maximum``,
-    ``exclusiveMaximum``, ``enum``, ``minItems``, ``maxItems``, ``uniqueItems``, ``pattern``);
-    lists and tuples take ``items`` rules.
+    ``exclusiveMaximum``, ``enum``, ``minItems``, ``maxItems``, ``uniqueItems``, ``pattern``,
+    ``minProperties``); lists and tuples take ``items`` rules, mappings (type ``object``) the
+    rules of their values.
     ``allowed`` words the rules for error messages where the generated wording is obscure."""
     if type not in _TYPES:
         raise ValueError(f"unknown setting type {type!r}")
@@ -34,13 +35,21 @@ def setting(default: Any, type: str, description: str, *, nullable: bool = False
             "allowed": allowed}
     if isinstance(default, (list, tuple)):
         return dataclasses.field(default_factory=lambda: tuple(default), metadata={"zar": meta})
+    if isinstance(default, dict):
+        return dataclasses.field(default_factory=lambda: dict(default), metadata={"zar": meta})
     return dataclasses.field(default=default, metadata={"zar": meta})
+
+
+def _item_meta(items: dict) -> dict:
+    """The rules of a list's items or a mapping's values, as a setting's (nested lists too)."""
+    return {"type": items["type"], "rules": {k: v for k, v in items.items() if k not in ("type", "items")},
+            "items": items.get("items"), "nullable": False}
 
 
 def _describe(meta: dict) -> str:
     """What is allowed, in words: 'an integer >= 1', 'one of 1, 3, 5, 9', ..."""
     kinds = {"integer": "an integer", "number": "a finite number", "string": "a string", "boolean": "true or false",
-             "array": "a list"}
+             "array": "a list", "object": "a mapping of names"}
     r = meta["rules"]
     if meta.get("allowed"):
         return meta["allowed"]
@@ -48,10 +57,8 @@ def _describe(meta: dict) -> str:
         text = "one of " + ", ".join(map(str, r["enum"]))
     else:
         text = kinds[meta["type"]]
-        if meta["type"] == "array" and meta["items"]:
-            text += " of " + _describe({"type": meta["items"]["type"], "rules": {k: v for k, v in meta["items"].items()
-                                                                               if k != "type"},
-                                        "items": None, "nullable": False})
+        if meta["type"] in ("array", "object") and meta["items"]:
+            text += (" of " if meta["type"] == "array" else " to ") + _describe(_item_meta(meta["items"]))
             text = text.replace("an integer", "integers").replace("a finite number", "finite numbers")
         bounds = [f">= {r['minimum']}" if "minimum" in r else "", f"> {r['exclusiveMinimum']}"
                   if "exclusiveMinimum" in r else "", f"<= {r['maximum']}" if "maximum" in r else "",
@@ -63,6 +70,8 @@ def _describe(meta: dict) -> str:
             text += f", exactly {r['minItems']} item{'s' if r['minItems'] > 1 else ''}"
         elif r.get("minItems"):
             text += f", at least {r['minItems']} item{'s' if r['minItems'] > 1 else ''}"
+        if r.get("minProperties"):
+            text += f", at least {r['minProperties']} entr{'ies' if r['minProperties'] > 1 else 'y'}"
         if r.get("uniqueItems"):
             text += ", no repeats"
         if "pattern" in r:
@@ -91,9 +100,12 @@ def _problem(value: Any, meta: dict) -> bool:
         if len(value) < r.get("minItems", 0) or len(value) > r.get("maxItems", len(value)) \
                 or (r.get("uniqueItems") and len(set(value)) != len(value)):
             return True
-        item_meta = {"type": meta["items"]["type"], "rules": {k: v for k, v in meta["items"].items() if k != "type"},
-                     "items": None}
-        return any(_problem(v, item_meta) for v in value)
+        return bool(meta["items"]) and any(_problem(v, _item_meta(meta["items"])) for v in value)
+    if typ == "object":
+        if not isinstance(value, dict) or not all(isinstance(k, str) for k in value) \
+                or len(value) < r.get("minProperties", 0):
+            return True
+        return bool(meta["items"]) and any(_problem(v, _item_meta(meta["items"])) for v in value.values())
     if "enum" in r and value not in r["enum"]:
         return True
     if "minimum" in r and value < r["minimum"]:
@@ -141,6 +153,10 @@ def json_schema(cls) -> dict[str, Any]:
         if typ == "array":
             prop["items"] = dict(meta["items"])
             default = list(default)
+        if typ == "object":
+            if meta["items"]:
+                prop["additionalProperties"] = dict(meta["items"])
+            default = {k: list(v) if isinstance(v, tuple) else v for k, v in default.items()}
         prop["default"] = default
         props[f.name] = prop
     return {"type": "object", "additionalProperties": False, "properties": props}

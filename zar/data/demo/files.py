@@ -1,7 +1,6 @@
 """The demo's split files (the real layout and format) and its videos, written to disk."""
 from __future__ import annotations
 
-import dataclasses
 import logging
 from pathlib import Path
 
@@ -84,7 +83,7 @@ def _readme(cfg: DemoConfig, files: dict[str, str]) -> str:
     import yaml
 
     counts = "\n".join(f"| `{p}` | {t.count(chr(10)) - 1} |" for p, t in sorted(files.items()))
-    settings = yaml.safe_dump(dataclasses.asdict(cfg), sort_keys=False, default_flow_style=None)
+    settings = yaml.safe_dump(cfg.to_dict(), sort_keys=False, default_flow_style=None)
     return f"""# Synthetic demo splits (not real data)
 
 Written by `zar splits build --builder demo`. Every video is SYNTHETIC: a coloured shape gliding over a

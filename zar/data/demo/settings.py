@@ -1,12 +1,12 @@
 """The demo dataset's settings (a YAML file may override any of them) and their rules."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
 from zar.core import datasets
-from zar.core.fields import from_mapping
+from zar.core.fields import check, from_mapping, setting
 from zar.core.errors import UserError
 from zar.core.files import read_yaml
 
@@ -24,51 +24,80 @@ def zeroshot_roles() -> tuple[str, ...]:
     order reversed (the order the demo has always used, so its data stay the same)."""
     return datasets.with_role("zeroshot")[::-1]
 
-@dataclass
+@dataclass(frozen=True)
 class DemoConfig:
-    """What the demo dataset looks like. A YAML file may override any field."""
+    """What the demo dataset looks like: every key a setting with its bounds (a YAML file may
+    override any; a bad value is refused in one line naming the file and the key). The rules
+    across keys (enough classes for the words, low <= high...) are :func:`validate`'s."""
 
-    seed: int = 0
+    seed: int = setting(0, "integer", "the seed of every draw (classes, videos, pixels)", minimum=0)
     # the four factors of a class name; colours map to RGB, speeds to pixels per frame
-    colours: dict[str, list[int]] = field(default_factory=lambda: {
-        "red": [225, 35, 35], "green": [40, 200, 60], "blue": [45, 95, 235], "yellow": [235, 215, 40]})
-    shapes: list[str] = field(default_factory=lambda: ["circle", "square", "triangle"])
-    directions: list[str] = field(default_factory=lambda: ["left", "right", "up", "down"])
-    speeds: dict[str, float] = field(default_factory=lambda: {"slowly": 1.0, "quickly": 3.0})
+    colours: dict[str, tuple[int, int, int]] = setting(
+        {"red": (225, 35, 35), "green": (40, 200, 60), "blue": (45, 95, 235), "yellow": (235, 215, 40)}, "object",
+        "colour word -> RGB", items={"type": "array", "items": {"type": "integer", "minimum": 0, "maximum": 255},
+                                     "minItems": 3, "maxItems": 3}, minProperties=1)
+    shapes: tuple[str, ...] = setting(("circle", "square", "triangle"), "array", "shape words",
+                                      items={"type": "string", "enum": list(SHAPES)}, minItems=1, uniqueItems=True)
+    directions: tuple[str, ...] = setting(("left", "right", "up", "down"), "array", "direction words",
+                                          items={"type": "string", "enum": list(DIRECTIONS)}, minItems=1,
+                                          uniqueItems=True)
+    speeds: dict[str, float] = setting({"slowly": 1.0, "quickly": 3.0}, "object", "speed word -> pixels per frame",
+                                       items={"type": "number", "exclusiveMinimum": 0}, minProperties=1)
     # roles and sizes
-    finetune_classes: int = 24        # k400 role classes (half base, half novel for b2n)
-    finetune_train_videos: int = 10   # per k400 class (train/)
-    finetune_val_videos: int = 4      # per k400 class (val/), the b2n test videos
-    pool_classes: int = 16            # classes of each zero-shot role (k600: its "novel pool")
-    split_classes: int = 12           # classes of each zero-shot split (a subset of the pool)
-    test_videos: int = 6              # per zero-shot class
-    b2n_train_videos: int = 6         # per hmdb51/ucf101 class: the pool the shot lists draw from
-    shots: int = 4                    # videos per base class in each train_s{1,2,3}.csv
+    finetune_classes: int = setting(24, "integer", "k400-role classes (half base, half novel for b2n)", minimum=2)
+    finetune_train_videos: int = setting(10, "integer", "per k400-role class (train/)", minimum=1)
+    finetune_val_videos: int = setting(4, "integer", "per k400-role class (val/), the b2n test videos", minimum=1)
+    pool_classes: int = setting(16, "integer", "classes of each zero-shot role (k600: its novel pool)", minimum=2)
+    split_classes: int = setting(12, "integer", "classes of each zero-shot split (a subset of the pool)", minimum=1)
+    test_videos: int = setting(6, "integer", "per zero-shot class", minimum=1)
+    b2n_train_videos: int = setting(6, "integer", "per hmdb51/ucf101-role class: the pool the shot lists draw from",
+                                    minimum=1)
+    shots: int = setting(4, "integer", "videos per base class in each train_s{1,2,3}.csv", minimum=1)
     # rendering
-    width: int = 128
-    height: int = 96
-    fps: int = 12
-    min_frames: int = 24              # 2 s
-    max_frames: int = 48              # 4 s
-    short_clip_frames: int = 10       # the first test video of every role is this short
+    width: int = setting(128, "integer", "frame width in pixels (even)", minimum=32, maximum=4096)
+    height: int = setting(96, "integer", "frame height in pixels (even)", minimum=32, maximum=4096)
+    fps: int = setting(12, "integer", "frames per second", minimum=1, maximum=240)
+    min_frames: int = setting(24, "integer", "the shortest video, in frames (2 s)", minimum=1)
+    max_frames: int = setting(48, "integer", "the longest video, in frames (4 s)", minimum=1, maximum=10_000)
+    short_clip_frames: int = setting(10, "integer", "the first test video of every role is this short", minimum=1)
     # the share of a video during which the shape is on screen, drawn per video from [low, high]
-    hidden: str = "absent"            # outside that stretch the shape is absent, or "grey" (colourless)
-    train_visible: list[float] = field(default_factory=lambda: [1.0, 1.0])  # fine-tuning videos
-    test_visible: list[float] = field(default_factory=lambda: [1.0, 1.0])   # evaluation videos
+    hidden: str = setting("absent", "string", "outside that stretch the shape is absent, or grey (colourless)",
+                          enum=["absent", "grey"])
+    train_visible: tuple[float, float] = setting((1.0, 1.0), "array", "[low, high] share on screen, fine-tuning "
+                                                 "videos", items={"type": "number", "exclusiveMinimum": 0,
+                                                                  "maximum": 1}, minItems=2, maxItems=2)
+    test_visible: tuple[float, float] = setting((1.0, 1.0), "array", "[low, high] share on screen, evaluation "
+                                                "videos", items={"type": "number", "exclusiveMinimum": 0,
+                                                                 "maximum": 1}, minItems=2, maxItems=2)
     # the share of videos whose shape moves along a side border of the inference clip's centre
     # crop (the frame's height-wide middle): that crop cuts the shape, a side crop sees it whole
-    train_edge: float = 0.0
-    test_edge: float = 0.0
-    edge_depth: float = 0.0           # its centre that many radii outside the border (1: just out of the crop)
-    object_size: float = 48.0         # diameter in pixels
-    size_jitter: float = 0.1          # relative, uniform
-    speed_jitter: float = 0.1         # relative, uniform
-    colour_jitter: int = 15           # per channel, uniform
-    trail_frames: int = 16            # how many past positions leave a fading trail
-    trail_alpha: float = 0.7          # opacity of the trail right behind the shape
-    trail_taper: float = 0.6          # the trail narrows to (1 - taper) of the shape: a comet
-    background_range: list[int] = field(default_factory=lambda: [20, 70])
-    noise_std: float = 3.0
+    train_edge: float = setting(0.0, "number", "share of fine-tuning videos along a side edge", minimum=0, maximum=1)
+    test_edge: float = setting(0.0, "number", "share of evaluation videos along a side edge", minimum=0, maximum=1)
+    edge_depth: float = setting(0.0, "number", "the shape's centre that many radii outside the centre crop's "
+                                "border (1: just out of it)", minimum=0)
+    object_size: float = setting(48.0, "number", "diameter in pixels (smaller than the frame)", exclusiveMinimum=0)
+    size_jitter: float = setting(0.1, "number", "relative, uniform", minimum=0, exclusiveMaximum=1)
+    speed_jitter: float = setting(0.1, "number", "relative, uniform", minimum=0, exclusiveMaximum=1)
+    colour_jitter: int = setting(15, "integer", "per channel, uniform", minimum=0, maximum=255)
+    trail_frames: int = setting(16, "integer", "how many past positions leave a fading trail", minimum=0)
+    trail_alpha: float = setting(0.7, "number", "opacity of the trail right behind the shape", minimum=0, maximum=1)
+    trail_taper: float = setting(0.6, "number", "the trail narrows to (1 - taper) of the shape: a comet", minimum=0,
+                                 exclusiveMaximum=1)
+    background_range: tuple[int, int] = setting((20, 70), "array", "[low, high] grey level of the backgrounds",
+                                                items={"type": "integer", "minimum": 0, "maximum": 255}, minItems=2,
+                                                maxItems=2)
+    noise_std: float = setting(3.0, "number", "pixel noise, standard deviation", minimum=0)
+
+    def __post_init__(self):
+        check(self, "demo_data")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain YAML/JSON values (lists, not tuples), in declaration order."""
+        def plain(v):
+            if isinstance(v, (list, tuple)):
+                return [plain(x) for x in v]
+            return {k: plain(x) for k, x in v.items()} if isinstance(v, dict) else v
+        return {f.name: plain(getattr(self, f.name)) for f in fields(self)}
 
     def combos(self) -> list[tuple[str, str, str, str]]:
         return [(c, s, d, p) for c in self.colours for s in self.shapes
@@ -88,30 +117,22 @@ def load_config(path: str | Path | None) -> DemoConfig:
 
 
 def config_from_dict(data: dict[str, Any], source: str = "config") -> DemoConfig:
-    """Defaults overridden by ``data``; an unknown key or a value of the wrong type is an error."""
-    cfg = from_mapping(DemoConfig, data, f"{source}: demo dataset settings")
+    """Defaults overridden by ``data``; an unknown key, a value of the wrong type or out of its
+    bounds, or keys that cannot make a dataset together, is an error naming ``source``."""
+    try:
+        cfg = from_mapping(DemoConfig, data, f"{source}: demo dataset settings")
+    except UserError as e:
+        raise UserError(f"{source}: {e}") if not str(e).startswith(source) else e from None
     validate(cfg, source)
     return cfg
 
 
 def validate(cfg: DemoConfig, source: str = "config") -> None:
-    """Raise UserError naming the first setting that cannot make a valid dataset."""
+    """Raise UserError naming the first rule across settings that they break (each setting's
+    own bounds are DemoConfig's)."""
     def bad(msg: str):
         raise UserError(f"{source}: {msg}")
 
-    for s in cfg.shapes:
-        if s not in SHAPES:
-            bad(f"unknown shape {s!r} (known: {', '.join(SHAPES)})")
-    for d in cfg.directions:
-        if d not in DIRECTIONS:
-            bad(f"unknown direction {d!r} (known: {', '.join(DIRECTIONS)})")
-    for name, rgb in cfg.colours.items():
-        if not (isinstance(rgb, list) and len(rgb) == 3
-                and all(isinstance(v, int) and 0 <= v <= 255 for v in rgb)):
-            bad(f"colour {name!r} must be a list of three integers 0..255, got {rgb!r}")
-    for name, v in cfg.speeds.items():
-        if not isinstance(v, (int, float)) or v <= 0:
-            bad(f"speed {name!r} must be a positive number of pixels per frame, got {v!r}")
     words = [*cfg.colours, *cfg.shapes, *cfg.directions, *(w for w in cfg.speeds if w or len(cfg.speeds) > 1)]
     for w in words:
         if not (isinstance(w, str) and w.isascii() and w.isalpha() and w.islower()):
@@ -123,34 +144,21 @@ def validate(cfg: DemoConfig, source: str = "config") -> None:
         if getattr(cfg, key) < 2 * largest:
             bad(f"{key} must be at least {2 * largest} (twice the largest word list) so that "
                 "the base half of its base-to-novel split can use every word")
-    if not 0 < cfg.split_classes <= cfg.pool_classes:
-        bad("split_classes must be between 1 and pool_classes")
+    if cfg.split_classes > cfg.pool_classes:
+        bad("split_classes must be at most pool_classes")
     need = cfg.finetune_classes + len(zeroshot_roles()) * cfg.pool_classes
     if need > len(cfg.combos()):
         bad(f"{need} classes needed (finetune_classes + {len(zeroshot_roles())} x pool_classes) but the words "
             f"only make {len(cfg.combos())} combinations")
-    if not 1 <= cfg.shots <= min(cfg.finetune_train_videos, cfg.b2n_train_videos):
-        bad("shots must be at least 1 and at most finetune_train_videos and b2n_train_videos")
-    if min(cfg.finetune_val_videos, cfg.test_videos) < 1:
-        bad("finetune_val_videos and test_videos must be at least 1")
-    if not 1 <= cfg.min_frames <= cfg.max_frames or cfg.short_clip_frames < 1 or cfg.fps < 1:
-        bad("need 1 <= min_frames <= max_frames, short_clip_frames >= 1 and fps >= 1")
-    if cfg.width % 2 or cfg.height % 2 or cfg.width < 32 or cfg.height < 32:
-        bad("width and height must be even and at least 32")
-    if not 0 < cfg.object_size < min(cfg.width, cfg.height) - 2:
-        bad("object_size must be positive and smaller than the frame")
-    if not (0 <= cfg.size_jitter < 1 and 0 <= cfg.speed_jitter < 1 and 0 <= cfg.trail_taper < 1):
-        bad("size_jitter, speed_jitter and trail_taper must be in [0, 1)")
-    if not (0 <= cfg.train_edge <= 1 and 0 <= cfg.test_edge <= 1):
-        bad("train_edge and test_edge must be in [0, 1]")
-    for key in ("train_visible", "test_visible"):
-        lo_hi = getattr(cfg, key)
-        if not (len(lo_hi) == 2 and 0 < lo_hi[0] <= lo_hi[1] <= 1):
-            bad(f"{key} must be [low, high] with 0 < low <= high <= 1, got {lo_hi!r}")
-    if cfg.trail_frames < 0 or not 0 <= cfg.trail_alpha <= 1 or cfg.noise_std < 0 or cfg.colour_jitter < 0:
-        bad("trail_frames, noise_std and colour_jitter must be >= 0 and trail_alpha in [0, 1]")
-    lo_hi = cfg.background_range
-    if not (len(lo_hi) == 2 and all(isinstance(v, int) for v in lo_hi) and 0 <= lo_hi[0] <= lo_hi[1] <= 255):
-        bad(f"background_range must be [low, high] integers with 0 <= low <= high <= 255, got {lo_hi!r}")
-
-
+    if cfg.shots > min(cfg.finetune_train_videos, cfg.b2n_train_videos):
+        bad("shots must be at most finetune_train_videos and b2n_train_videos")
+    if cfg.min_frames > cfg.max_frames:
+        bad("min_frames must be at most max_frames")
+    if cfg.width % 2 or cfg.height % 2:
+        bad("width and height must be even")
+    if not cfg.object_size < min(cfg.width, cfg.height) - 2:
+        bad("object_size must be smaller than the frame")
+    for key in ("train_visible", "test_visible", "background_range"):
+        low, high = getattr(cfg, key)
+        if low > high:
+            bad(f"{key} must be [low, high] with low <= high, got {list(getattr(cfg, key))!r}")
