@@ -183,9 +183,11 @@ def test_sigkilled_encode_with_a_corrupt_part_resumes_to_the_same_cache(videos, 
     kept = sorted(parts.glob("part_*.pt"))
     assert len(kept) == 8
     flip_tensor_bytes(kept[0])  # the first chunk: a good video's embeddings
+    cut = parts / ".part_00008.pt.k9x2ab.part"  # what a kill in the middle of writing a chunk leaves
+    cut.write_bytes(kept[1].read_bytes()[:100])
     with caplog.at_level(logging.WARNING, logger="zar.method.cache"):
         assert zar([*args, "--out", str(out)]) == 0
-    assert f"removing corrupt chunk {kept[0]}" in caplog.text
+    assert f"removing corrupt chunk {kept[0]}" in caplog.text and f"removing {cut}" in caplog.text
     a, b = load_cache(ref), load_cache(out)
     assert a.video_ids == b.video_ids and a.skipped == b.skipped
     for key in ("views", "infer", "num_frames", "position"):

@@ -59,9 +59,9 @@ def test_predict_table_classes_file_and_no_tuning(make_video, tmp_path, capsys):
 def test_predict_explains_bad_input(make_video, tmp_path, capsys):
     clip = make_video("clip.mp4")
     assert main(["predict", str(clip), "--labels", " , ", *FAST]) == 2
-    assert "no class names" in capsys.readouterr().err
+    assert "at least two class names" in capsys.readouterr().err
     assert main(["predict", str(clip), "--labels", "a, b, a", *FAST]) == 2
-    assert "repeated" in capsys.readouterr().err
+    assert "duplicate class names" in capsys.readouterr().err
     assert main(["predict", str(tmp_path / "nope.mp4"), "--labels", "a, b", *FAST]) == 2
     assert "not found" in capsys.readouterr().err
     bad = tmp_path / "bad.mp4"

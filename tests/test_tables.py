@@ -82,6 +82,19 @@ def test_table1(tmp_path):
     assert len(rows_csv) == 6 and {r["column"] for r in rows_csv} == {"hmdb51", "ucf101"}
 
 
+def test_the_tables_page_shows_markup_in_labels_and_never_runs_it(tmp_path):
+    cells = {"hmdb51": [_summary(tmp_path / f"c{i}.json", 50.0 + i, 5, 6, n_classes=12) for i in range(3)]}
+    label = '<script>alert("x")</script> & <img src=x onerror=alert(1)>'
+    spec = {"table": 1, "demo": True, "dataset_titles": {"hmdb51": "<b>synthetic</b>"}, "columns": ["hmdb51"],
+            "rows": [{"key": "zar", "label": label, "paper": None, "cells": cells, "protocol": "<i>p</i>"}]}
+    out = tmp_path / "table1"
+    assert zar(["tables", "--spec", json.dumps(spec), "--out", str(out)]) == 0
+    page = out.with_suffix(".html").read_text()
+    assert "<script" not in page and "<img" not in page and "<b>" not in page and "<i>" not in page
+    assert "&lt;script&gt;alert(\"x\")&lt;/script&gt; &amp; &lt;img src=x onerror=alert(1)&gt;" in page
+    assert "<td>51.0 ± 1.0</td>" in page  # the table is still a table
+
+
 def test_demo_tables_show_no_paper_numbers(tmp_path):
     cells = {"hmdb51": [_summary(tmp_path / f"c{i}.json", 50.0 + i, 5, 6, n_classes=12) for i in range(3)]}
     spec = {"table": 1, "demo": True, "dataset_titles": {"hmdb51": "synthetic"}, "columns": ["hmdb51"],

@@ -33,7 +33,16 @@ VERB_HELP = {k: v[1] for k, v in VERBS.items()}
 
 def _entry(verb: str):
     mod = importlib.import_module(VERBS[verb][0])
-    return mod.add_arguments, mod.run
+    return mod.add_arguments, mod.run, getattr(mod, "outputs", _default_outputs)
+
+
+def _default_outputs(args) -> list:
+    """A verb's outputs, for the check against its inputs: its ``--out`` file, where it has one
+    (a verb that writes more, or a folder, says so with its own ``outputs(args)``)."""
+    from pathlib import Path
+
+    out = getattr(args, "out", None)
+    return [(Path(out), "file")] if isinstance(out, (str, Path)) else []
 
 
 def _top_parser() -> argparse.ArgumentParser:
@@ -62,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"\nzar: unknown verb {args.verb!r}", file=sys.stderr)
         return 2
     verb, rest = argv[0], argv[1:]
-    add_arguments, run = _entry(verb)
+    add_arguments, run, outputs = _entry(verb)
     parser = argparse.ArgumentParser(prog=f"zar {verb}", description=VERB_HELP.get(verb))
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     add_arguments(parser)
@@ -74,6 +83,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     logging.getLogger("zar").setLevel(logging.DEBUG if args.verbose else logging.INFO)
     try:
+        from zar.core.files import check_outputs, input_files
+
+        check_outputs(outputs(args), input_files(vars(args)))  # before any work
         return int(run(args) or 0)
     except KeyboardInterrupt:
         print("zar: interrupted", file=sys.stderr)

@@ -107,12 +107,24 @@ def write_json(path: str | os.PathLike, obj: Any) -> None:
     atomic_write_text(path, to_json(obj))
 
 
-def read_json(path: str | os.PathLike) -> Any:
+def read_text(path: str | os.PathLike, what: str = "file") -> str:
+    """A UTF-8 text file; a missing file, a folder, unreadable or non-UTF-8 bytes are one-line
+    errors naming it."""
     try:
-        with open(path, encoding="utf-8") as f:
-            return json.load(f)
+        return Path(path).read_bytes().decode("utf-8")
     except FileNotFoundError:
-        raise UserError(f"{path}: file not found") from None
+        raise UserError(f"{path}: {what} not found") from None
+    except IsADirectoryError:
+        raise UserError(f"{path}: {what} is a folder, not a file") from None
+    except UnicodeDecodeError as e:
+        raise UserError(f"{path}: {what} is not UTF-8 text (byte {e.start})") from None
+    except OSError as e:
+        raise UserError(f"{path}: cannot read the {what} ({e.strerror or e})") from None
+
+
+def read_json(path: str | os.PathLike, what: str = "file") -> Any:
+    try:
+        return json.loads(read_text(path, what))
     except json.JSONDecodeError as e:
         raise UserError(f"{path}: not valid JSON ({e})") from None
 
@@ -121,14 +133,13 @@ def read_yaml(path: str | os.PathLike, what: str = "file") -> Any:
     """A YAML (or JSON) file's content, ``{}`` for an empty file; errors name the file."""
     import yaml
 
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise UserError(f"{path}: {what} not found") from None
+    text = read_text(path, what)
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as e:
-        raise UserError(f"{path}: not valid YAML ({e})") from None
+        mark, problem = getattr(e, "problem_mark", None), getattr(e, "problem", None) or str(e).splitlines()[0]
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        raise UserError(f"{path}: not valid YAML{where}: {problem}") from None
     return {} if data is None else data
 
 
@@ -147,3 +158,50 @@ def stable_int(*parts: Any, bits: int = 63) -> int:
     """A deterministic integer from any printable parts (same on every machine and process)."""
     h = hashlib.sha256("\x1f".join(str(p) for p in parts).encode("utf-8")).digest()
     return int.from_bytes(h[:8], "little") & ((1 << bits) - 1)
+
+
+# ----------------------------------------------------------------------------- outputs vs inputs
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return a.resolve() == b.resolve() or (a.exists() and b.exists() and os.path.samefile(a, b))
+    except OSError:
+        return False
+
+
+def check_outputs(outputs: list[tuple[Path, str]], inputs: list[Path]) -> None:
+    """Refuse, before any work, an output that would replace an input (the same path, or the
+    same file under another name: a link), a file output that is a folder (or a folder output
+    that is a file), and an output whose nearest existing folder is a file or is not writable.
+    ``outputs``: (path, "file" | "dir") pairs; ``inputs``: the files the command reads."""
+    for out, kind in outputs:
+        for inp in inputs:
+            if _same_file(out, inp):
+                raise UserError(f"{out}: this output is also an input ({inp}); writing it would destroy the input")
+        if kind == "file" and out.is_dir():
+            raise UserError(f"{out}: is a folder, where a file is to be written")
+        if kind == "dir" and out.exists() and not out.is_dir():
+            raise UserError(f"{out}: is a file, where a folder of outputs is to be written")
+        parent = out.parent if kind == "file" else out
+        while not parent.exists() and parent != parent.parent:
+            parent = parent.parent
+        if not parent.is_dir():
+            raise UserError(f"{out}: cannot be written: {parent} is a file, not a folder")
+        if not os.access(parent, os.W_OK | os.X_OK):
+            raise UserError(f"{out}: cannot be written: the folder {parent} is read-only")
+
+
+def input_files(values: dict[str, Any], skip: tuple[str, ...] = ("out",)) -> list[Path]:
+    """Every argument value (a path, or a list of them) that names an existing file: what a
+    command reads, for :func:`check_outputs`."""
+    found = []
+    for key, value in values.items():
+        if key in skip:
+            continue
+        for v in value if isinstance(value, (list, tuple)) else [value]:
+            if isinstance(v, (str, os.PathLike)) and str(v) and "\0" not in str(v):
+                try:
+                    if Path(v).is_file():
+                        found.append(Path(v))
+                except (OSError, ValueError):
+                    continue
+    return found

@@ -118,8 +118,10 @@ def parse_csv(text: str, where: str) -> tuple[list[str], list[list[str]]]:
 
 
 def _read_text(path: Path) -> str:
+    """The file as text; a UTF-8 byte-order mark (spreadsheets write one) is not part of the
+    first column's name."""
     try:
-        return path.read_bytes().decode("utf-8")
+        return path.read_bytes().decode("utf-8").removeprefix("\ufeff")
     except FileNotFoundError:
         raise UserError(f"{path}: file not found") from None
     except IsADirectoryError:
@@ -154,14 +156,32 @@ def read_classes(path: str | os.PathLike, naming: str | None = None) -> ClassLis
             if "class_index" in fields and (r["class_index"] or "").strip() != str(i):
                 raise UserError(f"{path}: row {i + 2}: class_index {r['class_index']!r}, expected {i} (rows in index order)")
             name = (r["class_name"] or "").strip()
+            if not name:
+                raise UserError(f"{path}: row {i + 2}: empty class name")
             names.append(name)
             texts.append((r.get("text") or "").strip() or class_text(name, naming))
     if not names:
         raise UserError(f"{path}: no classes")
+    check_classifier(path, names, texts)
+    return ClassList(tuple(names), tuple(texts))
+
+
+def check_classifier(path, names: Sequence[str], texts: Sequence[str]) -> None:
+    """Refuse a class list no classifier can be right on: a repeated name, or two classes whose
+    prompt texts are the same once spaces and case are normalised (``run_fast`` and ``run fast``:
+    identical text features, so one of them can never win)."""
     dup = sorted({n for n in names if names.count(n) > 1})
     if dup:
         raise UserError(f"{path}: duplicate class names {dup[:5]}")
-    return ClassList(tuple(names), tuple(texts))
+    seen: dict[str, str] = {}
+    for name, text in zip(names, texts):
+        key = " ".join(text.lower().split())
+        if not key:
+            raise UserError(f"{path}: class {name!r} has an empty text")
+        if key in seen:
+            raise UserError(f"{path}: classes {seen[key]!r} and {name!r} have the same text {text!r}: their prompts "
+                            "are identical and one of them can never be predicted; give them distinct texts")
+        seen[key] = name
 
 
 def read_videos(path: str | os.PathLike, classes: ClassList | None = None, root: str | os.PathLike | None = None,
@@ -218,10 +238,15 @@ def _label(path, line: int, r: dict[str, str], classes: ClassList, index: dict[s
     raw_name = (r.get("class_name") or "").strip()
     raw_label = (r.get("label") or "").strip()
     if not raw_idx and not raw_name and raw_label:
-        if raw_label.lstrip("-").isdigit():
-            raw_idx = raw_label
-        else:
+        numeric = raw_label.lstrip("-").isdigit()
+        if raw_label in index and numeric and 0 <= int(raw_label) < len(classes) and index[raw_label] != int(raw_label):
+            raise UserError(f"{path}: line {line}: label {raw_label!r} is both the name of class {index[raw_label]} "
+                            f"and the index of class {classes.names[int(raw_label)]!r}; use a class_name or "
+                            "class_index column")
+        if raw_label in index or not numeric:
             raw_name = raw_label
+        else:
+            raw_idx = raw_label
     if raw_name:
         if raw_name not in index:
             raise UserError(f"{path}: line {line}: class {raw_name!r} is not in the class list")

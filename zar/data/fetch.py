@@ -43,6 +43,18 @@ def backoff_delay(attempt: int, base: float) -> float:
     return base * (2 ** attempt) * (0.5 + random.random())
 
 
+def warn_plain_http(url: str, pinned: bool) -> bool:
+    """Say so, naming the URL, when a download goes over plain http to another machine (a
+    mirror on this one, 127.0.0.1 or localhost, is not warned about); True when it does."""
+    from urllib.parse import urlsplit
+
+    if not url.startswith("http://") or urlsplit(url).hostname in ("127.0.0.1", "localhost", "::1"):
+        return False
+    log.warning("%s: plain http, not https: nothing protects it in transit%s", url,
+                "; its sha256 pin is checked" if pinned else " and it has no sha256 pin")
+    return True
+
+
 def part_path(dest: Path) -> Path:
     return dest.with_name(dest.name + ".part")
 
@@ -55,6 +67,7 @@ def http_download(url: str, dest: str | os.PathLike, *, sha256: str | None = Non
     dest = Path(dest)
     if not url.startswith(("http://", "https://", "file:")):
         raise UserError(f"{url}: only http(s) and file URLs are downloaded")
+    warn_plain_http(url, pinned=sha256 is not None)
     dest.parent.mkdir(parents=True, exist_ok=True)
     part = part_path(dest)
     first_offset = part.stat().st_size if part.exists() else 0

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Callable
 
-from zar.data.fetch import FetchError, RateLimiter, backoff_delay
+from zar.data.fetch import FetchError, RateLimiter, backoff_delay, warn_plain_http
 from zar.core.datasets import classes_csv
 from zar.core.splitfiles import VideoRow, videos_csv
 from zar.data.media import ToolTimeout, ffprobe_json, last_line, run_tool
@@ -257,6 +257,8 @@ def part_urls(text: str, origin: str) -> list[str]:
             continue
         if not line.startswith(("http://", "https://")):
             raise UserError(f"{origin}: not a URL: {line[:80]!r}")
+        if warn_plain_http(line, pinned=False):
+            log.warning("%s lists it", origin)
         urls.append(line)
     return urls
 

@@ -6,6 +6,10 @@ from __future__ import annotations
 from pathlib import Path, PurePosixPath
 
 CRF, PRESET = 20, "veryfast"  # libx264, a keyframe every second
+# x264's rate-control lookahead (and the macroblock tree it feeds) gave the demo's videos other
+# bytes from run to run within one process (pixels up to 7/255 apart; its SIMD code reads memory
+# the previous encodes left); without the lookahead the same frames give the same bytes.
+X264_DETERMINISTIC = "rc-lookahead=0"
 # videos written in the normalised form by their source (no decoding needed): one row each
 NORMALISED_MANIFEST = "demo_videos.csv"
 NORMALISED_COLUMNS = ("video_id", "path", "output", "num_frames", "width", "height", "fps", "sha256")

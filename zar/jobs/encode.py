@@ -54,6 +54,11 @@ def add_arguments(p) -> None:
     add_settings_arguments(p)
 
 
+def outputs(args) -> list:
+    out = Path(args.out)
+    return [(out, "file"), (out.with_suffix(".json"), "file")]
+
+
 def run(args) -> int:
     from zar.core.files import sha256_file, write_json
     from zar.core.provenance import provenance

@@ -33,6 +33,11 @@ def add_arguments(p) -> None:
     add_settings_arguments(p)
 
 
+def outputs(args) -> list:
+    out = Path(args.out)
+    return [(out, "dir"), (out / "summary.json", "file"), (out / "predictions.jsonl", "file")]
+
+
 def run(args) -> int:
     from zar.jobs.common import labelled_videos, start
     from zar.method.encoder import VideoEncoder
@@ -60,7 +65,8 @@ def run(args) -> int:
     t0 = time.perf_counter()
     prepared = iter_prepared([r for _, r in todo], settings.views, pre, settings.run.backend, settings.run.timeout,
                              settings.run.workers)
-    evaluate_videos(todo, prepared, encoder, tuner, args.method, predictions, skipped, partial)
+    evaluate_videos(todo, prepared, encoder, tuner, args.method, predictions, skipped, partial,
+                    skip=settings.run.non_finite == "skip")
     summary = _write_summary(args, job, classes, rows, pre, predictions, skipped, partial, time.perf_counter() - t0)
     skipped.remove()
     partial.remove()

@@ -63,6 +63,15 @@ def add_arguments(p) -> None:
     add_settings_arguments(s)
 
 
+def outputs(args) -> list:
+    """A folder of figures (perclass; tsne and attention over several lists), or one PNG with
+    its CSV beside it."""
+    out = Path(args.out)
+    if args.kind == "perclass" or (args.kind in ("tsne", "attention") and out.suffix != ".png"):
+        return [(out, "dir")]
+    return [(out, "file"), (out.with_suffix(".csv"), "file")]
+
+
 def run(args) -> int:
     out = Path(args.out)
     if args.kind not in ("perclass", "attention", "tsne") and out.suffix != ".png":
@@ -102,6 +111,12 @@ def run_ablation(args) -> None:
 
 
 def run_tsne(args) -> None:
+    import math
+
+    if not (math.isfinite(args.perplexity) and args.perplexity > 0):
+        raise UserError(f"--perplexity {args.perplexity}: must be a number > 0 (t-SNE's default: 30)")
+    if args.max_points < 2:
+        raise UserError(f"--max-points {args.max_points}: must be at least 2")
     if not args.names:
         return tsne_figure(args.embeddings, args.videos, args, Path(args.out), args.title)
     for name in args.names:

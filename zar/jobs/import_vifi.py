@@ -14,6 +14,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="architecture and the weights of keys the checkpoint lacks (default vitb16_openai)")
 
 
+def outputs(args) -> list:
+    return [(args.out, "dir"), (args.out / "model.safetensors", "file"), (args.out / "model.json", "file")]
+
+
 def run(args: argparse.Namespace) -> int:
     report = import_vifi(args.checkpoint, args.out, args.base)
     print(f"wrote {args.out / 'model.safetensors'}: {len(report['filled_from_base'])} keys from the base, "

@@ -34,15 +34,15 @@ def add_arguments(p) -> None:
 
 def parse_labels(text: str):
     """A :class:`zar.core.splitfiles.ClassList` from comma-separated names (blank items dropped)."""
-    from zar.core.splitfiles import ClassList, class_text
+    from zar.core.splitfiles import ClassList, check_classifier, class_text
 
     names = [n.strip() for n in text.split(",") if n.strip()]
-    if not names:
-        raise UserError("--labels: no class names (give them separated by commas)")
-    dup = sorted({n for n in names if names.count(n) > 1})
-    if dup:
-        raise UserError(f"--labels: repeated class names {dup}")
-    return ClassList(tuple(names), tuple(class_text(n) for n in names))
+    if len(names) < 2:
+        raise UserError(f"--labels {text!r}: give at least two class names, separated by commas (with one, "
+                        "every video is that class)")
+    texts = [class_text(n) for n in names]
+    check_classifier("--labels", names, texts)  # repeated names, or two of the same prompt text
+    return ClassList(tuple(names), tuple(texts))
 
 
 def top_classes(logits, names: list[str], k: int) -> list[dict[str, Any]]:
@@ -64,6 +64,7 @@ def predict_video(video: str, classes, backbone: str, settings) -> dict[str, Any
     from zar.method.encoder import VideoEncoder
     from zar.method.frames import Unreadable, prepare_video
     from zar.core.splitfiles import VideoRow
+    from zar.method.results import non_finite
     from zar.method.tpt import Tuner, require_views_kept
 
     tune_cfg = settings.tune
@@ -83,8 +84,14 @@ def predict_video(video: str, classes, backbone: str, settings) -> dict[str, Any
         raise UserError(f"{video}: cannot read the video ({prepared.error})")
     views, infer = encoder.encode(prepared)
     res = tuner(views, infer)
+    bad = non_finite(res)
+    if bad:
+        raise UserError(f"{video}: non-finite {bad} (NaN or infinite: damaged weights, or a learning rate too "
+                        "large); no prediction")
+    partial = {"frames_read": prepared.frames_read, "frames_declared": prepared.frames_declared} \
+        if prepared.partial else None
     return {"result": res, "spec": spec, "n_views": int(views.shape[0]), "seconds": time.perf_counter() - t0,
-            "num_frames": int(prepared.num_frames)}
+            "num_frames": int(prepared.num_frames), "partial": partial}
 
 
 def run(args) -> int:
@@ -109,11 +116,15 @@ def run(args) -> int:
         "top_before": top_classes(res.logits_before, names, k),
         "top_after": top_classes(res.logits_after, names, k),
         "seconds": round(out["seconds"], 3),
+        "partial": out["partial"],  # the file is damaged or truncated: predicted from the frames that decode
         "settings": settings.to_dict(),
     }
     if args.json:
-        print(json.dumps(report))
+        print(json.dumps(report, allow_nan=False))
         return 0
+    if out["partial"]:
+        print(f"warning: {args.video} is damaged or truncated: predicted from the {out['partial']['frames_read']} "
+              f"frames that decode of {out['partial']['frames_declared']} declared")
     print(f"{args.video}: {len(names)} classes, {report['n_views']} views ({report['kept_views']} kept), "
           f"{report['steps']} tuning step(s), backbone {report['backbone']['arch']} "
           f"({report['backbone']['pretrained'] or 'random init'}), {report['seconds']:.1f} s")

@@ -30,6 +30,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="write a state file and stop after this many epochs (continue later with --resume)")
 
 
+def outputs(args) -> list:
+    return [(args.out, "dir"), (args.out / "model.safetensors", "file"), (args.out / "model.json", "file")]
+
+
 def run(args: argparse.Namespace) -> int:
     from zar.train.loop import TrainJob, train
     from zar.train.recipe import load_recipe

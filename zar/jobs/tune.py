@@ -75,6 +75,12 @@ def add_arguments(p) -> None:
     add_settings_arguments(p)
 
 
+def outputs(args) -> list:
+    """Each method's summary and predictions (zar.cli checks them against the inputs first)."""
+    outs = [Path(args.out.format(method=m.name)) for m in method_names(args.method, args.out)]
+    return [(p, "file") for o in outs for p in (o, o.with_suffix(".jsonl"))]
+
+
 def run(args) -> int:
     from zar.jobs.common import labelled_videos, start
     from zar.method.cache import open_caches
@@ -139,7 +145,8 @@ def run_method(method, args, job, settings, cache, rows, found, skipped, view_in
     labels = {r.video_id: r.class_index for r in rows}
     batch = 1 if settings.tune.mode == "continual" and method.tunes_prompt else settings.run.tune_batch
     reset_peak_memory(job.device)
-    orders, seconds, n_done = [], 0.0, 0
+    orders, seconds, n_done, bad = [], 0.0, 0, {}
+    skip = (lambda vid, why: bad.setdefault(vid, why)) if settings.run.non_finite == "skip" else None
     first = [i for i in found if cache.video_ids[i] not in predictions.done]
     for k in range(settings.methods[method.name].orders if online else 1):
         todo, sink = first, predictions
@@ -149,7 +156,7 @@ def run_method(method, args, job, settings, cache, rows, found, skipped, view_in
             adapter.reset()
             todo = [first[j] for j in np.random.default_rng(k).permutation(len(first))]
             sink = predictions if k == 0 else Collected()
-        seconds += tune_from_cache(adapter, cache, todo, view_index, labels, method.name, sink, batch)
+        seconds += tune_from_cache(adapter, cache, todo, view_index, labels, method.name, sink, batch, skip)
         n_done += len(todo)
         if online:
             recs = sink.records() if k else list(predictions.done.values())
@@ -164,8 +171,15 @@ def run_method(method, args, job, settings, cache, rows, found, skipped, view_in
         top1 = mean_std([o["top1"] for o in orders])
         extra.update(orders=orders, top1=top1[0], top1_std_over_orders=top1[1],
                      ece=mean_std([o["ece"] for o in orders])[0], nll=mean_std([o["nll"] for o in orders])[0])
-    return _write_summary(args, job, settings, method, cache, rows, recs, skipped, view_index, per_video, seconds,
-                          (names, texts), model, pre, out, extra)
+    return _write_summary(args, job, settings, method, cache, rows, recs, _and_non_finite(skipped, bad, rows),
+                          view_index, per_video, seconds, (names, texts), model, pre, out, extra)
+
+
+def _and_non_finite(skipped: list[dict], bad: dict[str, str], rows) -> list[dict]:
+    """The skipped videos, with those whose numbers were not finite (``run.non_finite: skip``)."""
+    where = {r.video_id: (pos, r.path) for pos, r in enumerate(rows)}
+    more = [{"video_id": v, "path": where[v][1], "reason": why, "list_position": where[v][0]} for v, why in bad.items()]
+    return sorted([*skipped, *more], key=lambda s: s["list_position"])
 
 
 class Collected:

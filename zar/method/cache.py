@@ -135,10 +135,19 @@ def save_part(parts_dir: Path, index: int, header: dict, buf: dict[str, list]) -
     save_cache(parts_dir / f"part_{index:05d}.pt", {**header, "part": buf})
 
 
+def stray_temporaries(parts_dir: Path) -> list[Path]:
+    """The temporary files of chunks whose writing was cut (zar.core.files.atomic_path names
+    them ``.part_NNNNN.pt.XXXX.part`` beside their final name)."""
+    return sorted(parts_dir.glob(".part_*.pt.*")) if parts_dir.exists() else []
+
+
 def load_parts(parts_dir: Path, header: dict) -> list[dict[str, list]]:
     """Chunks a crashed run already wrote (only those made with the same settings and whose
     content checksum holds: a corrupt chunk is ignored, so its videos are encoded again)."""
     parts = []
+    for f in stray_temporaries(parts_dir):  # a chunk being written when the run was killed: never complete
+        log.warning("removing %s, a chunk a killed run was writing (its videos are encoded again)", f)
+        f.unlink(missing_ok=True)
     for f in sorted(parts_dir.glob("part_*.pt")) if parts_dir.exists() else []:
         try:
             data = integrity.load(f, "encode part file")
@@ -238,8 +247,8 @@ class CacheWriter:
         cache = assemble(self.header, self.done, n_in_shard)
         cache.provenance, cache.shard, cache.devices = provenance, shard, [provenance["device"]]
         cache.save(self.out)
-        for f in sorted(self.parts_dir.glob("part_*.pt")):
-            f.unlink()
+        for f in [*sorted(self.parts_dir.glob("part_*.pt")), *stray_temporaries(self.parts_dir)]:
+            f.unlink(missing_ok=True)
         if self.parts_dir.exists():
             self.parts_dir.rmdir()
         return cache

@@ -28,7 +28,26 @@ def top5(logits: torch.Tensor) -> list[int]:
     return [int(i) for i in topk(logits.detach().double().cpu().numpy(), 5)]
 
 
+class NonFinite(UserError):
+    """A video whose logits or loss are not finite numbers: never scored."""
+
+
+def non_finite(result: TuneResult) -> str | None:
+    """What is not finite in a video's result (None when everything is)."""
+    bad = [name for name in ("logits_before", "logits_after", "logits_ensemble")
+           if not torch.isfinite(getattr(result, name)).all()]
+    if result.loss is not None and not np.isfinite(result.loss):
+        bad.append("loss")
+    return ", ".join(bad) or None
+
+
 def record(video_id: str, label: int, result: TuneResult, method: str) -> dict[str, Any]:
+    """A video's prediction record; :class:`NonFinite` (naming the video) when its numbers are
+    not finite: an argmax over NaN would score it as class 0."""
+    bad = non_finite(result)
+    if bad:
+        raise NonFinite(f"video {video_id!r}: non-finite {bad} (NaN or infinite: damaged weights, or a learning "
+                        "rate too large); nothing was scored. run.non_finite=skip records such videos as skipped")
     rec = {
         "video_id": video_id,
         "label": int(label),

@@ -15,9 +15,11 @@ log = logging.getLogger(__name__)
 
 
 def tune_from_cache(tuner, cache, todo: list[int], view_index: list[int], labels: dict[str, int], method: str,
-                    predictions: PredictionLog, batch: int) -> float:
+                    predictions: PredictionLog, batch: int, skip=None) -> float:
     """Tune the cached videos at rows ``todo`` of ``cache`` (their views ``view_index``) in
-    batches of ``batch``, adding each video's record to ``predictions``; the seconds spent."""
+    batches of ``batch``, adding each video's record to ``predictions``; the seconds spent. A
+    video with non-finite numbers stops the run, or with ``skip`` (a function of its id and the
+    reason) is handed to it and not scored."""
     ids, view_index_t = cache.video_ids, torch.tensor(view_index, dtype=torch.long)
     t0 = time.perf_counter()
     for first in progress(range(0, len(todo), batch), total=-(-len(todo) // batch), desc=f"tune {method}", every=10):
@@ -25,15 +27,31 @@ def tune_from_cache(tuner, cache, todo: list[int], view_index: list[int], labels
         views = cache.views.index_select(0, chunk).index_select(1, view_index_t).float()
         results = tuner.tune(views, cache.infer.index_select(0, chunk).float())
         for i, result in zip(chunk.tolist(), results):
-            predictions.add(record(ids[i], labels[ids[i]], result, method))
+            add_record(predictions, ids[i], labels[ids[i]], result, method, skip)
     return time.perf_counter() - t0
 
 
+def add_record(predictions, video_id: str, label: int, result, method: str, skip=None) -> None:
+    """The video's record into ``predictions``; one with non-finite numbers raises, or goes to ``skip``."""
+    from zar.method.results import NonFinite
+
+    try:
+        rec = record(video_id, label, result, method)
+    except NonFinite as e:
+        if skip is None:
+            raise
+        log.warning("skipped %s", e)
+        skip(video_id, str(e))
+        return
+    predictions.add(rec)
+
+
 def evaluate_videos(todo, prepared, encoder, tuner, method: str, predictions: PredictionLog, skipped: JsonLines,
-                    partial: JsonLines) -> None:
+                    partial: JsonLines, skip: bool = False) -> None:
     """Encode and tune each of ``todo`` ((list position, row) pairs) as ``prepared`` (the
     reader's output for them, in order) comes; an unreadable video goes to ``skipped`` with
-    its reason, a damaged one is evaluated on the frames that decode and noted in ``partial``."""
+    its reason, a damaged one is evaluated on the frames that decode and noted in ``partial``;
+    one with non-finite numbers stops the run, or with ``skip`` goes to ``skipped``."""
     from zar.method.frames import Unreadable, partial_record
 
     for (pos, row), p in progress(zip(todo, prepared), total=len(todo), desc=f"evaluate {method}"):
@@ -49,7 +67,9 @@ def evaluate_videos(todo, prepared, encoder, tuner, method: str, predictions: Pr
         views, infer = encoder.encode(p)
         result = tuner(views, infer)
         result.seconds = time.perf_counter() - t_video + p.read_seconds
-        predictions.add(record(row.video_id, row.class_index, result, method))
+        add_record(predictions, row.video_id, row.class_index, result, method, skip and (
+            lambda vid, why, pos=pos, row=row: skipped.add({"video_id": vid, "path": row.path, "reason": why,
+                                                            "list_position": pos})))
 
 
 def reset_peak_memory(device) -> None:

@@ -71,6 +71,9 @@ class RunConfig:
     store_dtype: str = setting("float32", "string", "dtype of the cached embeddings", enum=["float32", "float16"])
     tune_batch: int = setting(16, "integer", "videos tuned together, each with its own context (the "
                               "results do not depend on it; continual mode tunes one at a time)", minimum=1)
+    non_finite: str = setting("stop", "string", "a video whose logits or loss are NaN or infinite: stop (the run "
+                              "fails naming it) or skip (recorded as skipped with the reason); never scored",
+                              enum=["stop", "skip"])
 
     def __post_init__(self):
         check(self, "run")

@@ -35,20 +35,21 @@ class ViewConfig:
     """The views of one video and the inference clip. Defaults are the paper's: 3 crops x 4
     rates x 4 samples of 16-frame views, and a 16-frame inference clip (docs/protocol.md §3.1, §3.6)."""
 
-    frames: int = setting(16, "integer", "frames per tuning view (T; the paper's base-to-novel setting: 8)",
-                          minimum=1)
+    frames: int = setting(16, "integer", "frames per tuning view (T; the paper's base-to-novel setting: 8; at "
+                          "most 1024: 48 such views at 224 px are 30 GB of pixels)", minimum=1, maximum=1024)
     infer_frames: int = setting(16, "integer", "frames of the inference clip (16 in every setting of the "
-                                "paper: its single 16x3x224^2 clip)", minimum=1)
+                                "paper: its single 16x3x224^2 clip)", minimum=1, maximum=1024)
     rates: tuple[int, ...] = setting(DEFAULT_RATES, "array", "sampling rates: a view's window spans 1/rate "
-                                     "of the video", items={"type": "integer", "minimum": 1}, minItems=1,
-                                     uniqueItems=True)
+                                     "of the video", items={"type": "integer", "minimum": 1, "maximum": 1024},
+                                     minItems=1, maxItems=16, uniqueItems=True)
     samples_per_rate: int = setting(4, "integer", "temporal samples per rate (0: no views, only the "
-                                    "inference clip, for vanilla runs)", minimum=0)
+                                    "inference clip, for vanilla runs)", minimum=0, maximum=64)
     crops: int = setting(3, "integer", "crop positions per temporal sample (1 centre; 3 left/centre/right; "
                          "5 adds top/bottom; 9 the 3x3 grid)", enum=sorted(CROP_SETS))
     short_side: int | None = setting(None, "integer", "short side the frames are resized to before the view "
-                                     "crops (null: image size x 256/224)", nullable=True, minimum=16)
-    seed: int = setting(0, "integer", "seed of the views' temporal sampling (with the video id)", minimum=0)
+                                     "crops (null: image size x 256/224)", nullable=True, minimum=16, maximum=4096)
+    seed: int = setting(0, "integer", "seed of the views' temporal sampling (with the video id)", minimum=0,
+                        maximum=2**63 - 1)
     preprocess: str = setting("backbone", "string", "how frames are resized, cropped and normalised: backbone (the "
                               "protocol: the backbone's normalisation and interpolation, antialiased; the inference "
                               "clip's short side resized to the image size) or vifi (ViFi-CLIP's evaluation "

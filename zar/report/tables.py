@@ -270,12 +270,14 @@ td:first-child, th:first-child {{ text-align: left; }}
 
 
 def render_html(spec: dict, md: str) -> str:
-    """The Markdown table as an HTML page (the Snakemake report shows HTML, not CSV)."""
+    """The Markdown table as an HTML page (the Snakemake report shows HTML, not CSV). Markdown
+    passes raw HTML through: the text (labels and titles come from the config) is escaped
+    first, so a label such as ``<script>`` is shown, never run."""
     import html
 
     import markdown
 
-    return PAGE.format(title=html.escape(title(spec)), body=markdown.markdown(md, extensions=["tables"],
-                                                                              output_format="html"))
+    body = markdown.markdown(html.escape(md, quote=False), extensions=["tables"], output_format="html")
+    return PAGE.format(title=html.escape(title(spec)), body=body)
 
 

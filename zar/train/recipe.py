@@ -140,8 +140,8 @@ def load_recipe(value: str | Path | None) -> Recipe:
     if s in PRESETS:
         return make_recipe({}, base=s)
     p = Path(s)
-    if not p.is_file():
-        raise UserError(f"recipe {s!r}: not a preset ({', '.join(PRESETS)}) and no such file")
+    if not p.exists():
+        raise UserError(f"recipe {s!r}: not a preset ({', '.join(PRESETS)}) and the file is not found")
     data = read_yaml(p, "recipe file")
     if not isinstance(data, dict):
         raise UserError(f"{p}: expected a mapping of recipe keys")

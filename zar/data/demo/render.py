@@ -138,10 +138,11 @@ def write_video(frames: np.ndarray, path: Path, fps: int) -> None:
     """Encode frames atomically: .mp4 -> H.264, .avi -> MPEG-4 part 2 (as in the real data)."""
     import av
 
-    from zar.data.layout import CRF, PRESET
+    from zar.data.layout import CRF, PRESET, X264_DETERMINISTIC
 
     fmt, codec, options = {  # .mp4: the normalised form of `zar decode` (a keyframe every second)
-        ".mp4": ("mp4", "libx264", {"crf": str(CRF), "preset": PRESET, "g": str(fps), "threads": "1"}),
+        ".mp4": ("mp4", "libx264", {"crf": str(CRF), "preset": PRESET, "g": str(fps), "threads": "1",
+                                    "x264-params": X264_DETERMINISTIC}),
         ".avi": ("avi", "mpeg4", {}),
     }[path.suffix]
     with atomic_path(path) as tmp:

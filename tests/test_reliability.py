@@ -1,0 +1,233 @@
+"""No number from NaN, no classifier that cannot be right, no silent partial prediction:
+non-finite logits or losses stop the run naming the video (or, with run.non_finite: skip, the
+video is recorded as skipped, never scored); class lists with an empty name, two classes of
+the same prompt text, or a label that is both a class name and another class's index are
+refused naming the file and the line; a byte-order mark does not hide a column; `zar predict`
+says when the file was damaged."""
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+
+import pytest
+import torch
+
+from zar.cli import main as zar
+from zar.core.errors import UserError
+from zar.core.splitfiles import read_classes, read_videos
+from zar.method.results import NonFinite, record
+from zar.method.tpt import TuneResult
+
+FAST = ["--set", "run.workers=0", "--set", "run.batch_size=100"]
+
+
+def result(before=(1.0, 2.0), after=(2.0, 1.0), ensemble=(0.0, 0.0), loss=0.5) -> TuneResult:
+    t = lambda x: torch.tensor(x, dtype=torch.float32)  # noqa: E731
+    return TuneResult(t(before), t(after), t(ensemble), [0, 1], loss, 0.01)
+
+
+@pytest.mark.parametrize("field, value", [("before", (math.nan, 1.0)), ("after", (1.0, math.inf)),
+                                          ("ensemble", (-math.inf, 0.0)), ("loss", math.nan)])
+def test_a_non_finite_result_is_never_recorded(field, value):
+    assert record("v1", 0, result(), "zar")["top5_after"] == [0, 1]
+    with pytest.raises(NonFinite, match=r"video 'v1': non-finite logits_|video 'v1': non-finite loss"):
+        record("v1", 0, result(**{field: value}), "zar")
+
+
+@pytest.fixture
+def encoded(dataset):
+    d = dataset
+    cache = d["tmp"] / "emb.pt"
+    assert zar(["encode", "--videos", str(d["videos"]), "--root", str(d["root"]), "--backbone", "tiny",
+                "--out", str(cache), *FAST]) == 0
+    return {**d, "cache": cache}
+
+
+def test_nan_logits_stop_tune_naming_the_video(encoded, capsys):
+    """A learning rate of 1e20 turns the tuned prompt into NaN: an argmax would score every
+    video as class 0. The run stops in one line naming a video and writes no result; skipping
+    them all leaves nothing to evaluate, which is refused too."""
+    d = encoded
+    out = d["tmp"] / "r.json"
+    argv = ["tune", "--embeddings", str(d["cache"]), "--videos", str(d["videos"]), "--classes", str(d["classes"]),
+            "--backbone", "tiny", "--out", str(out), "--set", "tune.lr=1.0e+20", *FAST]
+    assert zar(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "non-finite logits_after" in err and "video '" in err, err
+    assert not out.exists() and not out.with_suffix(".jsonl").exists()
+    assert zar([*argv, "--set", "run.non_finite=skip"]) == 2
+    assert "none of the 9 listed videos could be evaluated" in capsys.readouterr().err and not out.exists()
+
+
+def test_a_skipped_non_finite_video_is_recorded_and_counted(encoded, monkeypatch):
+    """run.non_finite=skip: the video whose numbers are NaN (one, by a fault put into the method)
+    is among the skipped with its reason, the others are scored; evaluated + skipped = listed."""
+    import zar.method.tpt as tpt
+
+    real = tpt.TestTimeMethod.tune
+
+    def one_nan(self, views, infer):
+        results = real(self, views, infer)
+        results[0].logits_after[0] = math.nan
+        return results
+
+    monkeypatch.setattr(tpt.TestTimeMethod, "tune", one_nan)
+    d, out = encoded, encoded["tmp"] / "r.json"
+    assert zar(["tune", "--embeddings", str(d["cache"]), "--videos", str(d["videos"]), "--classes", str(d["classes"]),
+                "--backbone", "tiny", "--out", str(out), "--set", "run.non_finite=skip", *FAST]) == 0
+    s = json.loads(out.read_text())
+    nan = [x for x in s["skipped"] if "non-finite logits_after" in x["reason"]]
+    assert len(nan) == 1 and s["n_evaluated"] == 5 and s["n_evaluated"] + s["n_skipped"] == s["n_listed"] == 9
+    assert nan[0]["video_id"] not in {json.loads(x)["video_id"] for x in out.with_suffix(".jsonl").read_text().splitlines()}
+    assert [x["list_position"] for x in s["skipped"]] == sorted(x["list_position"] for x in s["skipped"])
+
+
+# ----------------------------------------------------------------------------- class lists
+def write(tmp_path, name, text, bom=False):
+    p = tmp_path / name
+    p.write_bytes((b"\xef\xbb\xbf" if bom else b"") + text.encode())
+    return p
+
+
+@pytest.mark.parametrize("rows, words", [
+    ("0,run_fast,\n1,run fast,\n", "have the same text 'run fast'"),
+    ("0,Run Fast,run fast\n1,jump,run  FAST\n", "have the same text"),
+    ("0,jump,\n1, ,\n", "row 3: empty class name"),
+    ("0,jump,\n1,jump,\n", "duplicate class names"),
+])
+def test_a_class_list_no_classifier_can_be_right_on_is_refused(tmp_path, rows, words):
+    p = write(tmp_path, "classes.csv", "class_index,class_name,text\n" + rows)
+    with pytest.raises(UserError, match=words) as e:
+        read_classes(p)
+    assert str(p) in str(e.value)
+    assert read_classes(write(tmp_path, "ok.csv", "class_index,class_name,text\n0,run_fast,\n1,jump,\n")).texts \
+        == ("run fast", "jump")
+
+
+def test_a_label_that_is_a_class_name_and_another_index_is_ambiguous(tmp_path):
+    classes = read_classes(write(tmp_path, "classes.csv", "class_index,class_name\n0,2\n1,1\n2,0\n"))
+    ambiguous = write(tmp_path, "a.csv", "path,label\na.mp4,2\n")
+    with pytest.raises(UserError, match=r"a.csv: line 2: label '2' is both the name of class 0 and the index of class"):
+        read_videos(ambiguous, classes)
+    agree = read_videos(write(tmp_path, "b.csv", "path,label\nb.mp4,1\n"), classes)  # name '1' is class 1
+    assert (agree[0].class_index, agree[0].class_name) == (1, "1")
+    words = read_classes(write(tmp_path, "w.csv", "class_index,class_name\n0,jump\n1,run\n"))
+    assert read_videos(write(tmp_path, "c.csv", "path,label\nc.mp4,1\n"), words)[0].class_name == "run"
+
+
+def test_a_byte_order_mark_does_not_hide_the_first_column(tmp_path):
+    classes = read_classes(write(tmp_path, "classes.csv", "class_index,class_name\n0,jump\n1,run\n", bom=True))
+    assert classes.names == ("jump", "run")
+    rows = read_videos(write(tmp_path, "v.csv", "video_id,path,class_index\nclip7,x.mp4,1\n", bom=True), classes)
+    assert (rows[0].video_id, rows[0].class_index) == ("clip7", 1)  # not the file stem 'x'
+
+
+# ----------------------------------------------------------------------------- predict
+def test_predict_says_when_the_file_was_damaged(tmp_path, ffmpeg, capsys):
+    full, cut = tmp_path / "full.mp4", tmp_path / "cut.mp4"
+    subprocess.run(["ffmpeg", "-v", "error", "-nostdin", "-y", "-f", "lavfi", "-i",
+                    "testsrc2=size=96x72:rate=25:duration=4", "-c:v", "libx264", "-pix_fmt", "yuv420p", "-g", "25",
+                    "-movflags", "+faststart", str(full)], check=True)
+    cut.write_bytes(full.read_bytes()[: full.stat().st_size // 2])
+    args = ["predict", "--labels", "red,green", "--backbone", "tiny", *FAST]
+    assert zar([*args, str(full), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["partial"] is None
+    assert zar([*args, str(cut), "--json"]) == 0
+    partial = json.loads(capsys.readouterr().out)["partial"]
+    assert 0 < partial["frames_read"] < partial["frames_declared"] == 100
+    assert zar([*args, str(cut)]) == 0
+    assert "is damaged or truncated" in capsys.readouterr().out
+
+
+# ----------------------------------------------------------------------------- downloads
+def test_plain_http_to_another_machine_is_named_in_a_warning(caplog):
+    """Part lists and downloads over plain http (nothing protects them in transit) are named;
+    a mirror on this machine is not warned about."""
+    import logging
+
+    from zar.data.fetch import warn_plain_http
+    from zar.data.kinetics_download import part_urls
+
+    text = "https://s3.example.org/k400/part_0.tar.gz\nhttp://mirror.example.org/k400/part_1.tar.gz\n" \
+           "http://127.0.0.1:8000/part_2.tar.gz\n"
+    with caplog.at_level(logging.WARNING):
+        assert len(part_urls(text, "k400_train_path.txt")) == 3
+    warned = [r.getMessage() for r in caplog.records]
+    assert any("http://mirror.example.org/k400/part_1.tar.gz: plain http" in m and "no sha256 pin" in m
+               for m in warned)
+    assert any("k400_train_path.txt lists it" in m for m in warned)
+    assert not any("127.0.0.1" in m or "s3.example.org" in m for m in warned)
+    assert warn_plain_http("http://localhost/x", pinned=True) is False
+    assert warn_plain_http("http://example.org/x", pinned=True) is True
+
+
+# ----------------------------------------------------------------------------- settings files and specs
+@pytest.fixture
+def bad_files(tmp_path):
+    (tmp_path / "latin1.yaml").write_bytes("tune:\n  ctx_init: caf\xe9\n".encode("latin-1"))
+    (tmp_path / "folder.yaml").mkdir()
+    (tmp_path / "broken.yaml").write_text("tune: [unclosed\n")
+    (tmp_path / "empty.json").write_text("")
+    (tmp_path / "list.json").write_text("[1, 2]")
+    return tmp_path
+
+
+SETTINGS_FILES = {"latin1.yaml": "is not UTF-8 text", "folder.yaml": "is a folder, not a file",
+                  "broken.yaml": "not valid YAML", "absent.yaml": "not found"}
+
+
+@pytest.mark.parametrize("name", sorted(SETTINGS_FILES))
+@pytest.mark.parametrize("verb", ["tune", "evaluate", "train", "demo"])
+def test_a_bad_settings_file_is_one_line_naming_it(bad_files, name, verb, capsys):
+    path = str(bad_files / name)
+    argv = {
+        "tune": ["tune", "--embeddings", path, "--videos", path, "--classes", path, "--backbone", "tiny",
+                 "--out", str(bad_files / "r.json"), "--config", path],
+        "evaluate": ["evaluate", "--videos", path, "--classes", path, "--backbone", "tiny",
+                     "--out", str(bad_files / "e"), "--config", path],
+        "train": ["train", "--videos", path, "--classes", path, "--root", str(bad_files), "--backbone", "tiny",
+                  "--recipe", path, "--out", str(bad_files / "m")],
+        "demo": ["splits", "build", "--builder", "demo", "--splits", str(bad_files / "s"), "--demo-config", path],
+    }[verb]
+    assert zar(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and path in err and SETTINGS_FILES[name] in err, err
+
+
+@pytest.mark.parametrize("spec, words", [("missing.json", "table spec not found"), ("empty.json", "not valid JSON"),
+                                         ("list.json", "not a table spec"), ("{not json", "neither a .json file"),
+                                         ("folder.yaml", "is a folder")])
+def test_a_bad_table_spec_is_one_line(bad_files, spec, words, capsys):
+    arg = str(bad_files / spec) if not spec.startswith("{") else spec
+    assert zar(["tables", "--spec", arg, "--out", str(bad_files / "t")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and words in err, err
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["--set", "views.short_side=1000000000"], "views.short_side = 1000000000: must be an integer >= 16 and <= 4096"),
+    (["--set", "views.frames=100000000000"], "views.frames = 100000000000: must be an integer >= 1 and <= 1024"),
+    (["--set", "views.samples_per_rate=1000000000"], "views.samples_per_rate = 1000000000: must be"),
+    (["--set", "views.rates=[1, 100000]"], "views.rates = [1, 100000]: must be a list of integers"),
+])
+def test_views_beyond_what_can_run_are_refused_in_one_line(tmp_path, argv, words, capsys):
+    assert zar(["evaluate", "--videos", str(tmp_path / "v.csv"), "--classes", str(tmp_path / "c.csv"),
+                "--backbone", "tiny", "--out", str(tmp_path / "e"), *argv]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and words in err, err
+
+
+@pytest.mark.parametrize("flag, value", [("--perplexity", "0"), ("--perplexity", "nan"), ("--max-points", "1")])
+def test_tsne_settings_that_cannot_run_are_refused(tmp_path, flag, value, capsys):
+    assert zar(["figures", "tsne", "--embeddings", str(tmp_path / "e.pt"), "--videos", str(tmp_path / "v.csv"),
+                flag, value, "--out", str(tmp_path / "t.png")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and flag in err, err
+
+
+@pytest.mark.parametrize("labels", ["juggling", " , juggling ,", ""])
+def test_predict_needs_two_classes(tmp_path, labels, capsys):
+    assert zar(["predict", str(tmp_path / "clip.mp4"), "--labels", labels, "--backbone", "tiny"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "at least two class names" in err, err
