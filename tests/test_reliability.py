@@ -231,3 +231,30 @@ def test_predict_needs_two_classes(tmp_path, labels, capsys):
     assert zar(["predict", str(tmp_path / "clip.mp4"), "--labels", labels, "--backbone", "tiny"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "at least two class names" in err, err
+
+
+def test_evaluate_stops_on_nan_or_records_the_video_as_skipped(dataset, monkeypatch, capsys):
+    """`zar evaluate` (encode and tune in one pass): the same rule as `zar tune`."""
+    import zar.method.tpt as tpt
+
+    d = dataset
+    argv = ["evaluate", "--videos", str(d["videos"]), "--classes", str(d["classes"]), "--root", str(d["root"]),
+            "--backbone", "tiny", *FAST]
+    assert zar([*argv, "--out", str(d["tmp"] / "stop"), "--set", "tune.lr=1.0e+20"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "non-finite" in err and "video '" in err, err
+    assert not (d["tmp"] / "stop" / "summary.json").exists()
+    real, calls = tpt.TestTimeMethod.tune, []
+
+    def second_nan(self, views, infer):
+        results = real(self, views, infer)
+        calls.append(1)
+        if len(calls) == 2:  # the second video read
+            results[0].logits_after[0] = math.nan
+        return results
+
+    monkeypatch.setattr(tpt.TestTimeMethod, "tune", second_nan)
+    assert zar([*argv, "--out", str(d["tmp"] / "skip"), "--set", "run.non_finite=skip"]) == 0
+    s = json.loads((d["tmp"] / "skip" / "summary.json").read_text())
+    nan = [x for x in s["skipped"] if "non-finite" in x["reason"]]
+    assert len(nan) == 1 and s["n_evaluated"] == 5 and s["n_evaluated"] + s["n_skipped"] == s["n_listed"] == 9

@@ -67,9 +67,9 @@ def evaluate_videos(todo, prepared, encoder, tuner, method: str, predictions: Pr
         views, infer = encoder.encode(p)
         result = tuner(views, infer)
         result.seconds = time.perf_counter() - t_video + p.read_seconds
-        add_record(predictions, row.video_id, row.class_index, result, method, skip and (
-            lambda vid, why, pos=pos, row=row: skipped.add({"video_id": vid, "path": row.path, "reason": why,
-                                                            "list_position": pos})))
+        to_skipped = (lambda vid, why, pos=pos, row=row: skipped.add(
+            {"video_id": vid, "path": row.path, "reason": why, "list_position": pos})) if skip else None
+        add_record(predictions, row.video_id, row.class_index, result, method, to_skipped)
 
 
 def reset_peak_memory(device) -> None:
