@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import hashlib
-import os
 import shutil
 from pathlib import Path
 
@@ -10,16 +9,10 @@ import pytest
 
 from zar.cli import main
 from zar.splits.audit import audit
-from zar.splits.published import SOURCES
+from published_sources import MIRROR, mirror_or_skip
 
 ROOT = Path(__file__).resolve().parents[1]
 SPLITS = ROOT / "splits"
-# the published sources: ZAR_SPLITS_SOURCES, the repository's cache (zar splits build fetches
-# them there), or an offline mirror beside the repository
-MIRROR = Path(os.environ.get("ZAR_SPLITS_SOURCES") or next(
-    (p for p in (ROOT / "resources" / "reference", ROOT.parent / "shared" / "reference")
-     if all((p / s.local).is_file() for s in SOURCES)),
-    ROOT / "resources" / "reference"))
 
 
 @pytest.fixture
@@ -48,8 +41,7 @@ def violations_for(root: Path, rel: str) -> list[str]:
 
 @pytest.mark.slow
 def test_committed_splits_pass_including_rebuild():
-    if not MIRROR.is_dir():
-        pytest.skip(f"source mirror {MIRROR} not present (set ZAR_SPLITS_SOURCES)")
+    mirror_or_skip()
     a = audit(SPLITS, MIRROR)
     assert a.violations == []
     assert any("rebuild" in n and "compared 49 files" in n for n in a.notes)
@@ -189,8 +181,7 @@ def test_wrong_text_and_crlf_fail(copy):
 
 @pytest.mark.slow
 def test_rebuild_catches_a_consistent_edit(copy):
-    if not MIRROR.is_dir():
-        pytest.skip(f"source mirror {MIRROR} not present (set ZAR_SPLITS_SOURCES)")
+    mirror_or_skip()
     (copy / "README.md").write_text((copy / "README.md").read_text() + "\nedited\n")
     rewrite_manifest(copy)
     found = audit(copy, MIRROR).violations

@@ -20,14 +20,9 @@ from zar.core.splitfiles import VideoRow, manifest_text, videos_csv
 from zar.splits.kinetics_novel import novel_pool
 from zar.splits.published import SOURCES, fetch_one, resolve
 from zar.core.errors import UserError
+from published_sources import MIRROR, mirror_or_skip
 
 ROOT = Path(__file__).resolve().parents[1]
-# the published sources: ZAR_SPLITS_SOURCES, the repository's cache (zar splits build fetches
-# them there), or an offline mirror beside the repository
-MIRROR = Path(os.environ.get("ZAR_SPLITS_SOURCES") or next(
-    (p for p in (ROOT / "resources" / "reference", ROOT.parent / "shared" / "reference")
-     if all((p / s.local).is_file() for s in SOURCES)),
-    ROOT / "resources" / "reference"))
 VIFI = MIRROR / "muzairkhattak__ViFi-CLIP"
 ER = MIRROR / "DeLightCMU__ElaborativeRehearsal/datasets/Kinetics/zsl220"
 ANET = MIRROR / "activitynet__ActivityNet/Crawler/Kinetics/data"
@@ -44,9 +39,7 @@ RENAMED_K600 = [
 
 @pytest.fixture(scope="session")
 def mirror() -> Path:
-    if not MIRROR.is_dir():
-        pytest.skip(f"source mirror {MIRROR} not present (set ZAR_SPLITS_SOURCES)")
-    return MIRROR
+    return mirror_or_skip()
 
 
 @pytest.fixture(scope="session")
@@ -343,3 +336,36 @@ def test_fetch_reports_http_errors(mirror, tmp_path):
     finally:
         server.close()
     assert "download failed" in str(e.value) and s.path in str(e.value)
+
+
+def _closed_port_url() -> str:
+    import socket
+
+    with socket.socket() as s:  # a port nothing listens on: every fetch is refused at once
+        s.bind(("127.0.0.1", 0))
+        return f"http://127.0.0.1:{s.getsockname()[1]}"
+
+
+def test_a_fetch_without_network_leaves_no_empty_folders(tmp_path):
+    """Offline, the fetch fails; the folders it made for the files are gone again, so the tests
+    (and the next audit) do not take an empty tree for the sources (it used to stay behind)."""
+    from zar.splits.published import SourcesUnavailable
+
+    cache = tmp_path / "repo" / "resources" / "reference"
+    (tmp_path / "repo").mkdir()
+    with pytest.raises(SourcesUnavailable, match="download failed"):
+        resolve(tmp_path / "none", cache, base_url=_closed_port_url())
+    assert sorted(p.name for p in (tmp_path / "repo").iterdir()) == []
+
+
+def test_a_failed_fetch_keeps_the_folders_that_were_there_and_the_files_it_got(tmp_path):
+    from zar.splits.published import SourcesUnavailable
+
+    cache = tmp_path / "cache"
+    kept = cache / SOURCES[0].local
+    kept.parent.mkdir(parents=True)
+    kept.write_bytes(b"not the pinned file")  # found, so not fetched
+    with pytest.raises(SourcesUnavailable):
+        resolve(tmp_path / "none", cache, base_url=_closed_port_url())
+    assert kept.is_file() and sorted(p for p in cache.rglob("*") if p.is_dir()) == [
+        cache / d for d in sorted(str(p) for p in kept.relative_to(cache).parents if str(p) != ".")]

@@ -214,6 +214,16 @@ def test_paper_dry_run_lists_every_job():
     assert counts["train"] == "10" and counts["tables"] == "5" and counts["decode"] == "4"
     # three encodings per zero-shot dataset (2 backbones, + the 32-frame clip), one per base-to-novel model
     assert counts["encode"] == str(3 * (1 + 2 + 8) + 3 * (4 + 1 + 2))
+    # the README's commands run with the default profile (cores, gpu cap, keep-going, rerun-incomplete)
+    assert "Using workflow specific profile profiles/default for setting default command line arguments" \
+        in out.stderr
+
+
+def test_the_default_profile_is_where_snakemake_looks_and_sets_what_the_readme_says():
+    profile = yaml.safe_load((ROOT / "profiles" / "default" / "config.yaml").read_text())
+    assert profile["resources"] == ["gpu=1"] and profile["cores"] == "all"
+    assert profile["keep-going"] and profile["rerun-incomplete"] and profile["printshellcmds"]
+    assert not (ROOT / "workflow" / "profiles").exists()  # where Snakemake 9 never looks (beside workflow/)
 
 
 def test_every_output_path_is_one_template_used_by_the_rules_and_the_plan(paper):

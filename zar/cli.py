@@ -26,6 +26,7 @@ VERBS: dict[str, tuple[str, str]] = {
     "fetch-weights": ("zar.jobs.fetch_weights", "download backbone weights into the cache (needs network)"),
     "bench": ("zar.jobs.bench", "speed figures: zar's pipeline against a reference, training, the video reader"),
     "figures": ("zar.jobs.figures", "draw the report's figures (perclass, ablation, tsne, attention)"),
+    "check": ("zar.jobs.check", "check that every rule fits the SLURM partition it is sent to (check cluster)"),
     "predict": ("zar.jobs.predict", "ZAR on one video with your own class names: top-5 before and after tuning"),
 }
 VERB_HELP = {k: v[1] for k, v in VERBS.items()}

@@ -6,6 +6,7 @@ import shlex
 
 import zar.plan as plan
 from zar.plan import paths
+from zar.plan import resources as plan_resources
 from zar.report import table_registry
 
 RES = config["results_dir"]
@@ -31,9 +32,10 @@ wildcard_constraints:
     table=r"\d+",
 
 
-def resource(rule_name, key, default=None):
-    """A resource of a rule from config `resources` (gpu, mem_mb, runtime, threads)."""
-    return config["resources"].get(rule_name, {}).get(key, default)
+def resource(group, key):
+    """A resource (threads, mem_mb, runtime, gpu) of a group of jobs, from config `resources`,
+    else zar.plan.resources' defaults (the table `zar check cluster` compares with a partition)."""
+    return plan_resources.resource(config, group, key)
 
 
 def dataset_lists(dataset):
@@ -136,8 +138,8 @@ def train_params(w):
 
 
 # used by train.smk
-def train_res(key, default):
-    return lambda w: resource(train_job(w)["resources"], key, default)
+def train_res(key):
+    return lambda w: resource(train_job(w)["resources"], key)
 
 
 # used by encode.smk

@@ -15,10 +15,10 @@ rule decode:
     priority: 40  # the fine-tuning waits for this data: schedule it early
     conda:
         "../envs/zar.yaml"
-    threads: resource("decode", "threads", 8)
+    threads: resource("decode", "threads")
     resources:
-        runtime=resource("decode", "runtime", 1440),
-        mem_mb=resource("decode", "mem_mb", 16000),
+        runtime=resource("decode", "runtime"),
+        mem_mb=resource("decode", "mem_mb"),
     params:
         root=lambda w: f"{DATA}/{w.dataset}",
         lists=lambda w, input: " ".join(f"--list {l}" for l in input.lists),

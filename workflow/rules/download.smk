@@ -33,10 +33,10 @@ rule download:
     priority: download_priority  # the fine-tuning waits for this data: schedule it early
     conda:
         "../envs/zar.yaml"
-    threads: lambda w: config["download"]["workers"]
+    threads: resource("download", "threads")
     resources:
-        runtime=resource("download", "runtime", 1440),
-        mem_mb=resource("download", "mem_mb", 8000),
+        runtime=resource("download", "runtime"),
+        mem_mb=resource("download", "mem_mb"),
     params:
         root=lambda w: f"{DATA}/{w.dataset}",
         lists=lambda w, input: " ".join(f"--list {l}" for l in input.lists),

@@ -19,11 +19,11 @@ rule encode:
     priority: 10  # before tuning jobs, so tuning finds its inputs early
     conda:
         "../envs/zar.yaml"
-    threads: resource("encode", "threads", 8)
+    threads: resource("encode", "threads")
     resources:
-        gpu=resource("encode", "gpu", 1),
-        mem_mb=resource("encode", "mem_mb", 32000),
-        runtime=resource("encode", "runtime", 720),
+        gpu=resource("encode", "gpu"),
+        mem_mb=resource("encode", "mem_mb"),
+        runtime=resource("encode", "runtime"),
     params:
         root=lambda w: plan.video_root(config, w.dataset),
         backbone=lambda w: plan.backbone_arg(config, w.backbone),

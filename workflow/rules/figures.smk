@@ -9,8 +9,8 @@ PLOTTED_TABLES = table_registry.plotted()
 DEMO_NOTE = " (DEMO: synthetic data, tiny CLIP)" if config.get("demo") else ""
 
 FIGURE_RESOURCES = dict(
-    mem_mb=resource("figures", "mem_mb", 8000),
-    runtime=resource("figures", "runtime", 60),
+    mem_mb=resource("figures", "mem_mb"),
+    runtime=resource("figures", "runtime"),
 )
 
 
@@ -87,7 +87,7 @@ rule tsne:
         paths.log(config, "tsne_dir"),
     conda:
         "../envs/zar.yaml"
-    threads: resource("figures", "threads", 2)
+    threads: resource("figures", "threads")
     resources:
         **FIGURE_RESOURCES,
     params:

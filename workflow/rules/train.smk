@@ -15,11 +15,11 @@ rule train:
     priority: 50  # every job on the fine-tuned backbone waits for the model: schedule it first
     conda:
         "../envs/zar.yaml"
-    threads: train_res("threads", 8)
+    threads: train_res("threads")
     resources:
-        gpu=train_res("gpu", 1),
-        mem_mb=train_res("mem_mb", 64000),
-        runtime=train_res("runtime", 1440),
+        gpu=train_res("gpu"),
+        mem_mb=train_res("mem_mb"),
+        runtime=train_res("runtime"),
     params:
         p=train_params,
         out=lambda w: plan.model_dir(config, w.backbone),

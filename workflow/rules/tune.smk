@@ -17,11 +17,11 @@ rule tune_zeroshot:
         paths.benchmark(config, "zeroshot_result")
     conda:
         "../envs/zar.yaml"
-    threads: resource("tune", "threads", 4)
+    threads: resource("tune", "threads")
     resources:
-        gpu=resource("tune", "gpu", 1),
-        mem_mb=resource("tune", "mem_mb", 16000),
-        runtime=resource("tune", "runtime", 360),
+        gpu=resource("tune", "gpu"),
+        mem_mb=resource("tune", "mem_mb"),
+        runtime=resource("tune", "runtime"),
     params:
         p=tune_params("zeroshot"),
     shell:
@@ -75,11 +75,11 @@ rule tune_testtime:
         paths.benchmark(config, "testtime_result", method="all")
     conda:
         "../envs/zar.yaml"
-    threads: resource("tune", "threads", 4)
+    threads: resource("tune", "threads")
     resources:
-        gpu=resource("tune", "gpu", 1),
-        mem_mb=resource("tune", "mem_mb", 16000),
-        runtime=resource("tune", "runtime", 360),
+        gpu=resource("tune", "gpu"),
+        mem_mb=resource("tune", "mem_mb"),
+        runtime=resource("tune", "runtime"),
     params:
         p=tune_params("testtime"),
         methods=",".join(TESTTIME),

@@ -109,6 +109,28 @@ def fetch_one(src: Source, dest: Path, base_url: str = RAW_BASE_URL, timeout: fl
             )
 
 
+def _fetch_all(missing: list[Source], fetch: Path, base_url: str, found: dict[Source, Path]) -> None:
+    """Fetch ``missing`` into ``fetch``; a failure (no network) leaves no folder it created empty
+    behind, so a partial cache is never mistaken for a mirror."""
+    made: set[Path] = set()  # folders that do not exist yet, up to the first that does
+    for s in missing:
+        d = (fetch / s.local).parent
+        while not d.exists() and d != d.parent:
+            made.add(d)
+            d = d.parent
+    try:
+        for s in progress(missing, total=len(missing), desc="fetching sources", every=10):
+            fetch_one(s, fetch / s.local, base_url)
+            found[s] = fetch / s.local
+    except BaseException:
+        for d in sorted(made, key=lambda d: len(d.parts), reverse=True):  # a folder with a fetched file stays
+            try:
+                d.rmdir()
+            except OSError:
+                pass
+        raise
+
+
 def resolve(
     sources_dir: str | Path,
     fetch_dir: str | Path | None = None,
@@ -135,9 +157,7 @@ def resolve(
         else:
             missing.append(s)
     if missing and fetch is not None:
-        for s in progress(missing, total=len(missing), desc="fetching sources", every=10):
-            fetch_one(s, fetch / s.local, base_url)
-            found[s] = fetch / s.local
+        _fetch_all(missing, fetch, base_url, found)
         missing = []
     for s in missing:
         problems.append(f"{sources_dir / s.local}: missing (source {s.url()})")
