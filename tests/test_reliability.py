@@ -10,6 +10,7 @@ import json
 import math
 import subprocess
 
+import numpy as np
 import pytest
 import torch
 
@@ -18,6 +19,7 @@ from zar.core.errors import UserError
 from zar.core.splitfiles import read_classes, read_videos
 from zar.method.results import NonFinite, record
 from zar.method.tpt import TuneResult
+from conftest import write_video
 
 FAST = ["--set", "run.workers=0", "--set", "run.batch_size=100"]
 
@@ -258,3 +260,210 @@ def test_evaluate_stops_on_nan_or_records_the_video_as_skipped(dataset, monkeypa
     s = json.loads((d["tmp"] / "skip" / "summary.json").read_text())
     nan = [x for x in s["skipped"] if "non-finite" in x["reason"]]
     assert len(nan) == 1 and s["n_evaluated"] == 5 and s["n_evaluated"] + s["n_skipped"] == s["n_listed"] == 9
+
+
+def _tune(d, videos, *more) -> list[str]:
+    return ["tune", "--embeddings", str(d["cache"]), "--videos", str(videos), "--classes", str(d["classes"]),
+            "--backbone", "tiny", "--out", str(d["tmp"] / "r.json"), *FAST, *more]
+
+
+def test_a_list_pointing_other_files_under_the_same_ids_is_refused(encoded, capsys):
+    """The cache knows each video by id AND by the file it was read from: a list that gives the
+    encoded ids other paths (here: every red video swapped with a blue one) is refused in one
+    line naming a video, before anything is tuned."""
+    d = encoded
+    text = d["videos"].read_text()
+    swapped = d["tmp"] / "swapped.csv"
+    swapped.write_text(text.replace("red/red_0.mp4", "TMP").replace("blue/blue_0.mp4", "red/red_0.mp4")
+                       .replace("TMP", "blue/blue_0.mp4"))
+    assert zar(_tune(d, swapped)) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "2 listed video(s) are not the files encoded" in err[0]
+    assert "'red_0' is listed as 'blue/blue_0.mp4' but 'red/red_0.mp4' was encoded" in err[0]
+    assert not (d["tmp"] / "r.json").exists()
+    assert zar(_tune(d, d["videos"])) == 0  # the list it was encoded from passes
+
+
+def test_a_video_replaced_after_encoding_is_refused_with_root(encoded, capsys):
+    """With --root (the workflow passes it), each video's size and time must be those encoded:
+    a file overwritten by another video under the same name is refused; one that is gone is
+    tuned from the cache and counted in the summary."""
+    import json
+    import os
+
+    d = encoded
+    victim = d["root"] / "green" / "green_0.mp4"
+    other = (d["root"] / "blue" / "blue_0.mp4").read_bytes()
+    assert zar(_tune(d, d["videos"], "--root", str(d["root"]))) == 0
+    summary = json.loads((d["tmp"] / "r.json").read_text())
+    assert summary["video_files"] == {"files_checked": "size and mtime", "files_missing": 0}
+    (d["root"] / "red" / "red_1.avi").unlink()
+    assert zar(_tune(d, d["videos"], "--root", str(d["root"]))) == 0
+    assert json.loads((d["tmp"] / "r.json").read_text())["video_files"]["files_missing"] == 1
+    st = victim.stat()
+    victim.write_bytes(other)
+    os.utime(victim, ns=(st.st_atime_ns, st.st_mtime_ns))  # same time, other size
+    capsys.readouterr()
+    assert zar(_tune(d, d["videos"], "--root", str(d["root"]))) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"{victim} changed since it was encoded (size {st.st_size} -> {len(other)}" in err[0]
+    victim.write_bytes(b"x" * st.st_size)  # same size, written now
+    assert zar(_tune(d, d["videos"], "--root", str(d["root"]))) == 2
+    assert "changed since it was encoded" in capsys.readouterr().err
+
+
+def test_file_records_survive_chunks_shards_and_merging(dataset):
+    """Each encoded video's file record sits beside its embeddings whatever the chunking and
+    sharding: merged shards hold, for every id, the file of that id."""
+    from zar.method.cache import load_cache, open_caches
+
+    d = dataset
+    caches = []
+    for k in (1, 2):
+        out = d["tmp"] / f"s{k}.pt"
+        assert zar(["encode", "--videos", str(d["videos"]), "--root", str(d["root"]), "--backbone", "tiny",
+                    "--out", str(out), "--shard", f"{k}/2", *FAST, "--set", "run.chunk=2"]) == 0
+        caches.append(str(out))
+    merged = open_caches(caches)
+    listed = {ln.split(",")[0]: ln.split(",")[1] for ln in d["videos"].read_text().splitlines()[1:]}
+    assert len(merged.files) == len(merged.video_ids) == 6
+    for vid, rec in zip(merged.video_ids, merged.files):
+        assert rec["listed"] == listed[vid] and rec["path"] == str(d["root"] / listed[vid])
+        assert rec["size"] == (d["root"] / listed[vid]).stat().st_size
+    assert all(load_cache(c).files for c in caches)
+
+
+@pytest.mark.parametrize("size,expected", [
+    ((340, 256), (340, 256)), ((1920, 1080), (455, 256)), ((4096, 16), (4096, 16)), ((16, 4096), (16, 4096)),
+    ((65536, 256), (4096, 16)), ((8192, 512), (4096, 256)), ((100000, 16), (4096, 1)),
+])
+def test_the_decoder_bounds_a_frame_whatever_the_aspect_ratio(size, expected):
+    """With the views' short side S, a decoded frame is at most S on its short side (sources
+    larger than that) and 16 S on its long side: at most 16 S^2 pixels."""
+    from zar.video.common import MAX_LONG_FACTOR, output_size
+
+    w, h = output_size(*size, max_short_side=256)
+    assert (w, h) == expected and max(w, h) <= MAX_LONG_FACTOR * 256
+    assert w * h <= MAX_LONG_FACTOR * 256 ** 2
+
+
+def test_a_4096x16_clip_needs_no_more_than_normal_frames(tiny_model, tmp_path, ffmpeg):
+    """A 4096x16 clip at the paper's view size (short side 256): before, every view frame was
+    resized to 65536x256 (50 MB each, 6 GiB for one video). The views see its centre 4:1 region,
+    so each view frame is at most 256x1024 (768 KiB) like a wide normal video's, and the
+    inference clip is its size as always."""
+    from zar.core.splitfiles import VideoRow
+    from zar.method import views as V
+    from zar.method.frames import MAX_ASPECT, prepare_video
+
+    _, pre = tiny_model
+    rng = np.random.default_rng(0)
+    frames = rng.integers(0, 256, size=(24, 16, 4096, 3), dtype=np.uint8)
+    path = write_video(tmp_path / "thin.mp4", frames, fps=12)
+    cfg = V.ViewConfig(short_side=256)
+    p = prepare_video(VideoRow("thin", str(path)), cfg, pre)
+    assert not hasattr(p, "error"), p
+    s = cfg.view_short_side(pre.image_size)
+    assert s == 256 and p.view_frames.shape[1:] == (3, s, MAX_ASPECT * s)
+    per_video = p.view_frames.numel() + p.infer_frames.numel()  # uint8 bytes handed to the encoder
+    bound = len(p.plan.view_frames) * 3 * MAX_ASPECT * s * s + len(p.plan.infer) * 3 * pre.image_size ** 2
+    assert per_video <= bound
+    # and a normal wide video keeps every pixel of its frames (the crop only acts beyond 4:1)
+    wide = write_video(tmp_path / "wide.mp4", frames[:, :, :64, :].repeat(2, axis=1), fps=12)  # 64x32: 2:1
+    q = prepare_video(VideoRow("wide", str(wide)), cfg, pre)
+    assert q.view_frames.shape[1:] == (3, s, 2 * s)
+
+
+# ----------------------------------------------------------------------------- kill -9 and rerun
+TIMING = ("seconds",)
+
+
+def _records(path) -> list[dict]:
+    """Prediction records without their timing (the only field that differs between two runs)."""
+    return [{k: v for k, v in json.loads(ln).items() if k not in TIMING} for ln in path.read_text().splitlines()]
+
+
+def _kill_at(argv: list[str], part, n_records: int) -> None:
+    """Run ``zar *argv`` in a process and SIGKILL it once ``part`` holds ``n_records`` records
+    (0: as soon as the file is there, before any record)."""
+    import os
+    import signal
+    import sys
+    import time
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": str(root) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    proc = subprocess.Popen([sys.executable, "-m", "zar", *argv], env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 300
+        while proc.poll() is None and time.monotonic() < deadline:
+            if part.exists() and len(part.read_text(errors="replace").splitlines()) >= 1 + n_records:
+                break  # line 1: the inputs' fingerprint
+            time.sleep(0.002)
+        assert proc.poll() is None, f"the run ended before {n_records} records could be cut"
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+SLOW_TUNE = ["--set", "tune.steps=40", "--set", "run.tune_batch=1"]  # one record at a time, each ~0.1 s
+
+
+@pytest.mark.parametrize("n_records", [0, 2, 4])
+def test_tune_killed_at_any_point_reruns_to_the_same_results(encoded, n_records):
+    d = encoded
+    ref, out = d["tmp"] / "ref.json", d["tmp"] / "killed.json"
+    base = ["tune", "--embeddings", str(d["cache"]), "--videos", str(d["videos"]), "--classes", str(d["classes"]),
+            "--backbone", "tiny", *FAST, *SLOW_TUNE]
+    assert zar([*base, "--out", str(ref)]) == 0
+    _kill_at([*base, "--out", str(out)], out.with_suffix(".jsonl.part"), n_records)
+    assert not out.exists() and not out.with_suffix(".jsonl").exists()  # nothing under a final name
+    assert zar([*base, "--out", str(out)]) == 0
+    assert _records(out.with_suffix(".jsonl")) == _records(ref.with_suffix(".jsonl"))
+    a, b = json.loads(ref.read_text()), json.loads(out.read_text())
+    for key in ("top1", "top5", "top1_before_tuning", "top1_ensemble", "ece", "n_evaluated", "n_listed", "skipped"):
+        assert a[key] == b[key], key
+    assert not out.with_suffix(".jsonl.part").exists()
+
+
+@pytest.mark.parametrize("n_records", [0, 3])
+def test_evaluate_killed_at_any_point_reruns_to_the_same_results(dataset, n_records):
+    d = dataset
+    ref, out = d["tmp"] / "ref", d["tmp"] / "killed"
+    base = ["evaluate", "--videos", str(d["videos"]), "--classes", str(d["classes"]), "--root", str(d["root"]),
+            "--backbone", "tiny", *FAST, *SLOW_TUNE]
+    assert zar([*base, "--out", str(ref)]) == 0
+    _kill_at([*base, "--out", str(out)], out / "predictions.jsonl.part", n_records)
+    assert not (out / "summary.json").exists() and not (out / "predictions.jsonl").exists()
+    assert zar([*base, "--out", str(out)]) == 0
+    assert _records(out / "predictions.jsonl") == _records(ref / "predictions.jsonl")
+    a, b = (json.loads((p / "summary.json").read_text()) for p in (ref, out))
+    for key in ("top1", "top5", "n_evaluated", "n_listed", "skipped"):
+        assert a[key] == b[key], key
+
+
+def test_a_resumed_record_that_does_not_fit_the_run_is_done_again(encoded, caplog):
+    """A record of the part file with logits of another length (a hand-edited or foreign file
+    under the right fingerprint) is dropped with a warning and its video tuned again."""
+    import logging
+
+    d = encoded
+    ref, out = d["tmp"] / "ref.json", d["tmp"] / "r.json"
+    base = ["tune", "--embeddings", str(d["cache"]), "--videos", str(d["videos"]), "--classes", str(d["classes"]),
+            "--backbone", "tiny", *FAST, *SLOW_TUNE]
+    assert zar([*base, "--out", str(ref)]) == 0
+    part = out.with_suffix(".jsonl.part")
+    _kill_at([*base, "--out", str(out)], part, 2)
+    lines = part.read_text().splitlines()
+    bad = json.loads(lines[2])
+    bad["logits_after"] = bad["logits_after"][:2]
+    part.write_text("\n".join([*lines[:2], json.dumps(bad)]) + "\n")
+    with caplog.at_level(logging.INFO, logger="zar"):
+        assert zar([*base, "--out", str(out)]) == 0
+    assert "1 of 2 records do not fit this run" in caplog.text and "resuming: 1 predictions" in caplog.text
+    assert _records(out.with_suffix(".jsonl")) == _records(ref.with_suffix(".jsonl"))

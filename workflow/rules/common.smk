@@ -188,6 +188,7 @@ def tune_params(kind):
             "method": e.method,
             "label": e.label,
             "settings": plan.settings_args(plan.evaluation_settings(e)),
+            "root": plan.video_root(config, e.dataset),
         }
 
     return params

@@ -27,7 +27,8 @@ rule tune_zeroshot:
     shell:
         "zar tune --embeddings {input.embeddings} --videos {input.videos} --classes {input.classes}"
         " --backbone {params.p[backbone]} --method {params.p[method]} --out {output.summary}"
-        " --label {params.p[label]} {params.p[settings]} > {log} 2>&1"
+        " --label {params.p[label]} {params.p[settings]}"
+        " --root {params.p[root]} --ext .mp4 > {log} 2>&1"
 
 
 use rule tune_zeroshot as tune_ablation with:
@@ -90,4 +91,5 @@ rule tune_testtime:
     shell:
         "zar tune --embeddings {input.embeddings} --videos {input.videos} --classes {input.classes}"
         " --backbone {params.p[backbone]} --method {params.methods} --out {params.out}"
-        " --label {params.label} {params.p[settings]} > {log} 2>&1"
+        " --label {params.label} {params.p[settings]}"
+        " --root {params.p[root]} --ext .mp4 > {log} 2>&1"

@@ -63,7 +63,7 @@ def run(args) -> int:
     from zar.core.files import sha256_file, write_json
     from zar.core.provenance import provenance
     from zar.jobs.common import start
-    from zar.method.cache import CacheWriter
+    from zar.method.cache import CacheWriter, file_identity
     from zar.method.encoder import VideoEncoder, cache_header, encode_videos
 
     job = start(args)
@@ -73,8 +73,11 @@ def run(args) -> int:
     model, pre = job.model()
     enc = VideoEncoder.for_run(model, pre, job.settings.views, job.settings.run, job.device)
     lists = [{"path": str(p), "sha256": sha256_file(p)} for p in args.videos]
+    listed = {r.video_id: r.path for r in union_rows(list(args.videos), None, None)} if args.root or args.ext \
+        else {r.video_id: r.path for r in rows}
+    files = {r.video_id: file_identity(listed[r.video_id], r.path) for r in rows}  # zar tune checks them
     writer = CacheWriter(args.out, cache_header(enc, job.spec, job.settings.run, lists, len(rows_all)),
-                         job.settings.run.chunk)
+                         job.settings.run.chunk, files)
     done = writer.done_ids()
     todo = [(first + i, r) for i, r in enumerate(rows) if r.video_id not in done]
     log.info("encode %d videos (shard %d/%d of the %d in %d list(s)), %d already done, %d views each, device %s",

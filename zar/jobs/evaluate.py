@@ -55,7 +55,7 @@ def run(args) -> int:
     tuner = build(args.method, model, job.class_texts(classes), settings, job.device)
     out_dir = Path(args.out)
     predictions = PredictionLog(out_dir / "predictions.jsonl", _fingerprint(args, job),
-                                resume=settings.tune.mode == "episodic")
+                                resume=settings.tune.mode == "episodic", n_classes=len(classes.names))
     skipped = JsonLines(out_dir / "skipped.jsonl.part", fresh=not predictions.done)
     partial = JsonLines(out_dir / "partial.jsonl.part", fresh=not predictions.done)
     seen = set(predictions.done) | {s["video_id"] for s in skipped.records}

@@ -56,6 +56,43 @@ def match_list(cache, rows, videos: str, name: str) -> tuple[list[int], list[dic
     return found, gone
 
 
+def check_files(cache, rows, found: list[int], videos: str, root: str | None, ext: str | None,
+                name: str) -> dict:
+    """Each listed video is the file that was encoded under its id: the same path in the list
+    and, with ``root`` (where the videos are), the same size and modification time. A video
+    whose file is gone is tuned from its cached embeddings and counted. Raises on a mismatch."""
+    from zar.core.splitfiles import read_videos
+    from zar.method.cache import file_identity
+
+    if not cache.files:
+        log.warning("%s records no video files (encoded by an older zar): their identity is not checked", name)
+        return {"files_checked": "not recorded"}
+    where = {r.video_id: r.path for r in read_videos(videos, None, root, ext)} if root or ext else {}
+    wrong, gone = [], 0
+    encoded = set(cache.video_ids)
+    for row, i in zip((r for r in rows if r.video_id in encoded), found):  # found: those rows' cache indices
+        rec = cache.files[i]
+        if rec is None:
+            continue
+        if row.path != rec["listed"]:
+            wrong.append(f"{row.video_id!r} is listed as {row.path!r} but {rec['listed']!r} was encoded")
+        elif where:
+            now = file_identity(row.path, where[row.video_id])
+            if now is None:
+                gone += 1
+            elif (now["size"], now["mtime_ns"]) != (rec["size"], rec["mtime_ns"]):
+                wrong.append(f"{where[row.video_id]} changed since it was encoded (size {rec['size']} -> "
+                             f"{now['size']}, modified {rec['mtime_ns']} -> {now['mtime_ns']} ns)")
+    if wrong:
+        more = f" (and {len(wrong) - 3} more)" if len(wrong) > 3 else ""
+        raise UserError(f"{videos}: {len(wrong)} listed video(s) are not the files encoded in {name}: "
+                        + "; ".join(wrong[:3]) + more + ". Encode again (a copy of the videos must keep their "
+                        "times: cp -p, rsync -a)")
+    if gone:
+        log.warning("%d listed videos are no longer under %s: tuned from their cached embeddings", gone, root)
+    return {"files_checked": "size and mtime" if where else "listed paths", "files_missing": gone}
+
+
 def add_arguments(p) -> None:
     from zar.method.settings import add_settings_arguments
 
@@ -72,6 +109,9 @@ def add_arguments(p) -> None:
     p.add_argument("--out", required=True, help="summary JSON to write, predictions beside it (.jsonl); with several "
                                                 "methods a path holding {method}")
     p.add_argument("--label", default=None, help="free-text name of this result (dataset/split/variant)")
+    p.add_argument("--root", default=None, help="where the videos are, as given to `zar encode`: each listed "
+                                                "video's size and time are checked against what was encoded")
+    p.add_argument("--ext", default=None, help="the video suffix given to `zar encode`, if any")
     add_settings_arguments(p)
 
 
@@ -95,6 +135,7 @@ def run(args) -> int:
     if any(m.tunes_prompt for m in names):
         job.check_views_kept(len(view_index))
     found, skipped = match_list(cache, rows, args.videos, args.embeddings[0])
+    args.video_files = check_files(cache, rows, found, args.videos, args.root, args.ext, args.embeddings[0])
     model, pre = job.model()
     texts = job.class_texts(classes)
     for method in names:
@@ -141,7 +182,7 @@ def run_method(method, args, job, settings, cache, rows, found, skipped, view_in
     adapter = build(method.name, model, texts, settings, job.device)
     online = method.kind == "online"
     predictions = PredictionLog(out.with_suffix(".jsonl"), _fingerprint(args, job, settings, method.name),
-                                resume=settings.tune.mode == "episodic" and not online)
+                                resume=settings.tune.mode == "episodic" and not online, n_classes=len(names))
     labels = {r.video_id: r.class_index for r in rows}
     batch = 1 if settings.tune.mode == "continual" and method.tunes_prompt else settings.run.tune_batch
     reset_peak_memory(job.device)
@@ -226,6 +267,7 @@ def _write_summary(args, job, settings, method, cache, rows, recs, skipped, view
         partial=[p for p in cache.partial if p["video_id"] in labels],
         extra={"label": args.label, "method_title": method.title, "method_kind": method.kind,
                "method_source": method.source, "n_views": len(view_index), "seconds": seconds,
-               "ms_per_video": 1000 * tune_per_video if tune_per_video is not None else None, "cost": cost, **extra},
+               "ms_per_video": 1000 * tune_per_video if tune_per_video is not None else None, "cost": cost,
+               "video_files": getattr(args, "video_files", None), **extra},
     )
     return summary

@@ -56,6 +56,9 @@ class EmbeddingCache:
     devices: list[str] = field(default_factory=list)
     provenance: dict[str, Any] | None = None
     shard: list[int] | None = None  # [k, n]: shard k of n; None when merged
+    # per encoded video (as video_ids): the file it was read from, {"listed": the list's path,
+    # "path": resolved, "size": bytes, "mtime_ns"}; zar tune checks them (None: not recorded)
+    files: list[dict[str, Any] | None] = field(default_factory=list)
 
     def header(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in HEADER_KEYS}
@@ -107,12 +110,14 @@ def merge_caches(caches: list[EmbeddingCache], names: list[str]) -> EmbeddingCac
     order = torch.argsort(pos)
     cat = lambda key: torch.cat([getattr(c, key) for c in caches])[order]  # noqa: E731
     ids = [x for c in caches for x in c.video_ids]
+    files = [x for c in caches for x in (c.files or [None] * len(c.video_ids))]
     return EmbeddingCache(
         **first.header(), video_ids=[ids[i] for i in order.tolist()], views=cat("views"), infer=cat("infer"),
         num_frames=cat("num_frames"), position=pos[order],
         skipped=sorted((s for c in caches for s in c.skipped), key=lambda s: s["position"]),
         partial=[x for c in caches for x in c.partial], n_in_shards=sum(c.n_in_shards for c in caches),
         seconds=sum(c.seconds for c in caches), devices=sorted({d for c in caches for d in c.devices}),
+        files=[files[i] for i in order.tolist()],
     )
 
 
@@ -125,7 +130,7 @@ def open_caches(paths: list[str]) -> EmbeddingCache:
 # ----------------------------------------------------------------------------- chunks of a run
 def empty_part() -> dict[str, list]:
     return {"ids": [], "views": [], "infer": [], "num_frames": [], "pos": [], "skipped": [], "partial": [],
-            "seconds": 0.0}
+            "files": [], "seconds": 0.0}
 
 
 def save_part(parts_dir: Path, index: int, header: dict, buf: dict[str, list]) -> None:
@@ -133,6 +138,16 @@ def save_part(parts_dir: Path, index: int, header: dict, buf: dict[str, list]) -
     while (parts_dir / f"part_{index:05d}.pt").exists():
         index += 1
     save_cache(parts_dir / f"part_{index:05d}.pt", {**header, "part": buf})
+
+
+def file_identity(listed: str, path: str) -> dict[str, Any] | None:
+    """What tells a video file from another at the same path: its size and modification time
+    (``None`` when it cannot be seen; the reader then records why)."""
+    try:
+        st = Path(path).stat()
+    except OSError:
+        return None
+    return {"listed": listed, "path": str(path), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
 
 
 def stray_temporaries(parts_dir: Path) -> list[Path]:
@@ -169,6 +184,7 @@ def load_parts(parts_dir: Path, header: dict) -> list[dict[str, list]]:
 
 def assemble(header: dict, parts: list[dict[str, list]], n_in_shard: int) -> EmbeddingCache:
     ids = [i for p in parts for i in p["ids"]]
+    files = [x for p in parts for x in (p.get("files") or [None] * len(p["ids"]))]  # chunks of older runs: None
     pos = torch.tensor([x for p in parts for x in p["pos"]], dtype=torch.long)
     order = torch.argsort(pos)
     n_views, dim = len(header["plan"]), header["embed_dim"]
@@ -184,6 +200,7 @@ def assemble(header: dict, parts: list[dict[str, list]], n_in_shard: int) -> Emb
         partial=[x for p in parts for x in p.get("partial", [])],
         n_in_shards=n_in_shard,
         seconds=float(sum(p["seconds"] for p in parts)),
+        files=[files[i] for i in order.tolist()],
     )
 
 
@@ -194,8 +211,10 @@ class CacheWriter:
     (with the same settings and an intact checksum) and encodes only the other videos;
     :meth:`finish` assembles the cache, saves it under ``OUT`` and removes the chunks."""
 
-    def __init__(self, out: str | Path, header: dict[str, Any], chunk: int):
+    def __init__(self, out: str | Path, header: dict[str, Any], chunk: int,
+                 files: dict[str, dict[str, Any]] | None = None):
         self.out, self.header, self.chunk = Path(out), header, chunk
+        self.files = files or {}  # video id -> the file it is read from (see EmbeddingCache.files)
         self.parts_dir = self.out.with_name(self.out.name + ".parts")
         self.done = load_parts(self.parts_dir, header)
         self.buf, self.buf_chunk, self.t0 = empty_part(), None, time.perf_counter()
@@ -222,6 +241,7 @@ class CacheWriter:
         b["infer"].append(infer)
         b["num_frames"].append(num_frames)
         b["pos"].append(position)
+        b["files"].append(self.files.get(video_id))
         if partial is not None:
             b["partial"].append(partial)
         self._end(position)

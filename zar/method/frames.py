@@ -40,6 +40,25 @@ class FramePlan:
         return np.concatenate([self.view_frames, self.infer])
 
 
+# The views see at most a MAX_ASPECT:1 (or 1:MAX_ASPECT) region of a frame, centred: a wider
+# frame (no real video is) is cropped to it before resizing, so that resizing its short side to
+# the views' size cannot make a frame of 65536x256 pixels (docs/protocol.md §3.1).
+MAX_ASPECT = 4
+
+
+def centre_aspect(frames: torch.Tensor, max_aspect: int = MAX_ASPECT) -> torch.Tensor:
+    """(N,3,H,W) frames, centre-cropped to an aspect ratio of at most ``max_aspect`` (a view of
+    them, unchanged when within it)."""
+    h, w = frames.shape[-2:]
+    if w > max_aspect * h:
+        left = (w - max_aspect * h) // 2
+        return frames[..., left:left + max_aspect * h]
+    if h > max_aspect * w:
+        top = (h - max_aspect * w) // 2
+        return frames[..., top:top + max_aspect * w, :]
+    return frames
+
+
 def resize_short(frames: torch.Tensor, short: int, interpolation: str = "bicubic",
                  antialias: bool = True) -> torch.Tensor:
     """uint8 (N,3,H,W) -> uint8 with the short side resized to ``short`` (antialiased unless asked not to)."""
@@ -142,7 +161,7 @@ def prepare_video(row: VideoRow, cfg: V.ViewConfig, pre: Preprocess, backend: st
                                       max_short_side=short)
         except VideoDecodeError as e:
             return Unreadable(row.video_id, e.reason)
-    t = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2)  # N,3,H,W uint8
+    t = centre_aspect(torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2))  # N,3,H,W uint8
     nv = len(plan.view_frames)
     vifi = cfg.preprocess == "vifi"
     view_frames = resize_short(t[:nv], short, pre.interpolation, antialias=not vifi) if nv else t[:0]

@@ -7,6 +7,7 @@ writes the summary ``<out>`` atomically.
 from __future__ import annotations
 
 import json
+import math
 import logging
 import os
 from pathlib import Path
@@ -71,7 +72,7 @@ def read_json_lines(path: Path) -> list[dict]:
     out = []
     if not path.exists():
         return out
-    for line in path.read_text(encoding="utf-8").splitlines():
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():  # a torn multi-byte character
         try:
             out.append(json.loads(line))
         except json.JSONDecodeError:
@@ -104,8 +105,9 @@ class PredictionLog:
     first line of the part file is the fingerprint of the inputs and settings; a part file
     written with others is started over."""
 
-    def __init__(self, out_jsonl: Path, fingerprint: str, resume: bool = True):
+    def __init__(self, out_jsonl: Path, fingerprint: str, resume: bool = True, n_classes: int | None = None):
         self.final = Path(out_jsonl)
+        self.n_classes = n_classes
         self.part = self.final.with_name(self.final.name + ".part")
         self.final.parent.mkdir(parents=True, exist_ok=True)
         self.fingerprint = fingerprint
@@ -113,12 +115,29 @@ class PredictionLog:
         if resume and self.part.exists():
             lines = read_json_lines(self.part)
             if lines and isinstance(lines[0], dict) and lines[0].get("_fingerprint") == fingerprint:
-                self.done = {rec["video_id"]: rec for rec in lines[1:]}
+                kept = [rec for rec in lines[1:] if self._fits(rec)]
+                if len(kept) < len(lines) - 1:
+                    log.warning("%s: %d of %d records do not fit this run (wrong fields or number of classes): "
+                                "their videos are done again", self.part, len(lines) - 1 - len(kept), len(lines) - 1)
+                self.done = {rec["video_id"]: rec for rec in kept}
                 log.info("resuming: %d predictions already in %s", len(self.done), self.part)
             else:
                 log.warning("%s was written with other inputs or settings: starting over", self.part)
         self._write_clean()
         self._f = open(self.part, "a", encoding="utf-8")
+
+    def _fits(self, rec) -> bool:
+        """A resumed record is used only if it is one this run would write: an id, a label and
+        three finite logit vectors of the classifier's length."""
+        if not isinstance(rec, dict) or not isinstance(rec.get("video_id"), str) or not isinstance(rec.get("label"), int):
+            return False
+        for key in ("logits_before", "logits_after", "logits_ensemble"):
+            v = rec.get(key)
+            if not isinstance(v, list) or (self.n_classes is not None and len(v) != self.n_classes):
+                return False
+            if not all(isinstance(x, (int, float)) and math.isfinite(x) for x in v):
+                return False
+        return True
 
     def _write_clean(self) -> None:
         tmp = self.part.with_name(self.part.name + ".tmp")

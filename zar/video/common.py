@@ -60,14 +60,28 @@ def short_side_size(width: int, height: int, short_side: int | None) -> tuple[in
     return max(1, round(width * short_side / height)), short_side
 
 
+# With ``max_short_side``, a decoded frame's long side is also at most this many times it: a
+# frame of extreme aspect ratio (4096x16) is scaled down whole, so its memory stays bounded.
+MAX_LONG_FACTOR = 16
+
+
 def output_size(width: int, height: int, short_side: int | None = None,
                 max_short_side: int | None = None) -> tuple[int, int]:
     """The (width, height) a reader returns for a source of this display size: ``short_side``
-    if given, else scaled down to ``max_short_side`` when the short side is larger, else as is."""
+    if given, else scaled down to ``max_short_side`` when the short side is larger, else as is;
+    with ``max_short_side``, a long side over ``MAX_LONG_FACTOR`` times it is scaled down to
+    that (keeping the aspect ratio), so a frame never exceeds ``MAX_LONG_FACTOR * max_short_side**2``
+    pixels."""
     if short_side:
         return short_side_size(width, height, short_side)
-    if max_short_side and min(width, height) > max_short_side:
-        return short_side_size(width, height, max_short_side)
+    if not max_short_side:
+        return width, height
+    if min(width, height) > max_short_side:
+        width, height = short_side_size(width, height, max_short_side)
+    cap = MAX_LONG_FACTOR * max_short_side
+    if max(width, height) > cap:
+        f = cap / max(width, height)
+        width, height = max(1, round(width * f)), max(1, round(height * f))
     return width, height
 
 
