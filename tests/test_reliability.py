@@ -467,3 +467,145 @@ def test_a_resumed_record_that_does_not_fit_the_run_is_done_again(encoded, caplo
         assert zar([*base, "--out", str(out)]) == 0
     assert "1 of 2 records do not fit this run" in caplog.text and "resuming: 1 predictions" in caplog.text
     assert _records(out.with_suffix(".jsonl")) == _records(ref.with_suffix(".jsonl"))
+
+
+# ----------------------------------------------------------------------------- a full disk
+@pytest.fixture
+def small_disk(tmp_path):
+    """A folder on a real 64 KiB tmpfs where this machine lets us mount one (root), filled to
+    its last pages; else a plain folder, and the test simulates ENOSPC (yields the mode)."""
+    import os
+    import shutil
+
+    d = tmp_path / "small"
+    d.mkdir()
+    mounted = False
+    if hasattr(os, "geteuid") and os.geteuid() == 0 and shutil.which("mount"):
+        mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(d)],
+                                 capture_output=True).returncode == 0
+    try:
+        if mounted:
+            st = os.statvfs(d)
+            (d / "filler").write_bytes(b"\0" * (st.f_bavail * st.f_frsize - 2 * 4096))  # two pages left
+        yield d, mounted
+    finally:
+        if mounted:
+            subprocess.run(["umount", "-l", str(d)], capture_output=True)
+
+
+def _fill_up(monkeypatch, mounted: bool) -> None:
+    """Where no tmpfs could be mounted: every write of predictions past the first fails as a full disk does."""
+    if mounted:
+        return
+    import errno
+
+    from zar.method import results
+
+    real, calls = results.to_json, {"n": 0}
+
+    def to_json(rec, indent=None):
+        calls["n"] += 1
+        if calls["n"] > 1:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(rec, indent=indent)
+
+    monkeypatch.setattr(results, "to_json", to_json)
+
+
+@pytest.mark.parametrize("verb", ["tune", "evaluate"])
+def test_a_full_disk_stops_tune_and_evaluate_in_one_line_and_the_rerun_resumes(encoded, small_disk, verb,
+                                                                              monkeypatch, capsys):
+    """The disk fills while predictions are written: one line naming the file, nothing under a
+    final name; with space again, the rerun resumes and gives the predictions of a run that
+    had space all along."""
+    d = encoded
+    small, mounted = small_disk
+    common = ["--videos", str(d["videos"]), "--classes", str(d["classes"]), "--backbone", "tiny", *FAST]
+    if verb == "tune":
+        argv = ["tune", "--embeddings", str(d["cache"]), *common]
+        out, ref, jsonl = small / "r.json", d["tmp"] / "ref.json", lambda o: o.with_suffix(".jsonl")
+        final = [out, jsonl(out)]
+    else:
+        argv = ["evaluate", "--root", str(d["root"]), *common]
+        out, ref, jsonl = small / "ev", d["tmp"] / "ref_ev", lambda o: o / "predictions.jsonl"
+        final = [out / "summary.json", jsonl(out)]
+    assert zar([*argv, "--out", str(ref)]) == 0
+    with monkeypatch.context() as m:
+        _fill_up(m, mounted)
+        capsys.readouterr()
+        assert zar([*argv, "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no space left on device" in err[0].lower() and str(small) in err[0], err
+    assert not any(p.exists() for p in final)
+    if mounted:
+        (small / "filler").unlink()
+    assert zar([*argv, "--out", str(out)]) == 0
+    assert _records(jsonl(out)) == _records(jsonl(ref))
+
+
+def test_a_batch_cut_by_a_crash_is_tuned_whole_on_the_rerun(encoded, monkeypatch):
+    """Six videos tuned as one batch; the run stops after the first record (a full disk,
+    simulated). The rerun tunes the same batch of six and writes the five missing records: the
+    same bits as an uninterrupted run (a batch of five would move the last digits)."""
+    d = encoded
+    ref, out = d["tmp"] / "ref.json", d["tmp"] / "cut.json"
+    argv = ["tune", "--embeddings", str(d["cache"]), "--videos", str(d["videos"]), "--classes", str(d["classes"]),
+            "--backbone", "tiny", *FAST, "--set", "run.tune_batch=16"]
+    assert zar([*argv, "--out", str(ref)]) == 0
+    with monkeypatch.context() as m:
+        _fill_up(m, mounted=False)
+        assert zar([*argv, "--out", str(out)]) == 2
+    assert len(out.with_suffix(".jsonl.part").read_text().splitlines()) == 2  # fingerprint + one record
+    assert zar([*argv, "--out", str(out)]) == 0
+    assert _records(out.with_suffix(".jsonl")) == _records(ref.with_suffix(".jsonl"))
+
+
+# ----------------------------------------------------------------------------- more bad arguments
+@pytest.mark.parametrize("ext", [".", "../x", ".a/b", "", "mp4/"])
+@pytest.mark.parametrize("verb", ["encode", "evaluate", "tune"])
+def test_an_ext_that_is_not_a_suffix_is_one_line(dataset, verb, ext, capsys):
+    d = dataset
+    common = ["--videos", str(d["videos"]), "--root", str(d["root"]), "--ext", ext, "--backbone", "tiny", *FAST]
+    argv = {"encode": ["encode", *common, "--out", str(d["tmp"] / "e.pt")],
+            "evaluate": ["evaluate", *common, "--classes", str(d["classes"]), "--out", str(d["tmp"] / "ev")],
+            "tune": ["tune", *common, "--classes", str(d["classes"]), "--embeddings", str(d["tmp"] / "none.pt"),
+                     "--out", str(d["tmp"] / "r.json")]}[verb]
+    assert zar(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"--ext {ext!r}: not a file suffix" in err[0], err
+
+
+def test_download_and_decode_refuse_a_root_that_is_a_file_and_a_lock_that_is_a_folder(tmp_path, capsys):
+    (tmp_path / "file").write_text("x")
+    (tmp_path / "folder").mkdir()
+    lst = tmp_path / "l.csv"
+    lst.write_text("video_id,path\na,a.mp4\n")
+    cases = [
+        (["download", "--dataset", "hmdb51", "--source", "synthetic", "--root", str(tmp_path / "file"),
+          "--list", str(lst)], f"{tmp_path / 'file'}: is a file, where a folder of outputs is to be written"),
+        (["download", "--dataset", "hmdb51", "--root", str(tmp_path / "d"), "--list", str(lst), "--lock",
+          str(tmp_path / "folder")], f"{tmp_path / 'folder'}: is a folder, where a file is to be written"),
+        (["decode", "--dataset", "hmdb51", "--root", str(tmp_path / "file")],
+         f"{tmp_path / 'file'}: is a file, where a folder of outputs is to be written"),
+    ]
+    for argv, words in cases:
+        assert zar(argv) == 2, argv
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and words in err[0], err
+    assert not (tmp_path / "d").exists()
+
+
+def test_predict_on_a_file_name_that_is_not_utf8(tmp_path, ffmpeg, capsys):
+    """Linux file names are bytes: one that is not UTF-8 reaches Python with lone surrogates,
+    which hashed the video's views into a traceback. It is hashed as its bytes."""
+    import os
+
+    from zar.core.files import stable_int
+
+    name = os.fsdecode(b"\xff\xfe.mp4")
+    path = write_video(tmp_path / "v.mp4", np.zeros((12, 32, 32, 3), np.uint8), fps=6)
+    os.rename(path, tmp_path / name)
+    assert zar(["predict", str(tmp_path / name), "--labels", "a,b", "--backbone", "tiny", *FAST[:2], "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["video"] == str(tmp_path / name) and len(out["top_after"]) == 2
+    assert stable_int("x", name) == stable_int("x", name) != stable_int("x", "\ufffd\ufffd.mp4")

@@ -139,3 +139,28 @@ def test_missing_result_is_an_error(tmp_path):
     spec = {"table": 5, "dataset_titles": {}, "columns": ["hmdb51"],
             "rows": [{"key": "1", "label": "1 crop", "cells": {"hmdb51": [str(tmp_path / "nope.json")]}}]}
     assert zar(["tables", "--spec", json.dumps(spec), "--out", str(tmp_path / "t")]) == 2
+
+
+@pytest.mark.parametrize("n_splits,note", [(1, "Ours: one run per cell (no spread to show)."),
+                                            (3, "Ours: mean ± sample std (ddof=1) over the runs of each cell.")])
+def test_the_note_says_one_run_where_there_is_one(tmp_path, n_splits, note):
+    """A table (here Table 3, as the demo runs it on one split) says "mean ± std" only where a
+    cell has several runs; its figure's title says the same."""
+    cells = {"hmdb51": [_summary(tmp_path / f"c{i}.json", 50.0 + i, 5, 6, n_classes=12) for i in range(n_splits)]}
+    spec = {"table": 3, "demo": True, "dataset_titles": {"hmdb51": "synthetic"}, "columns": ["80"],
+            "rows": [{"key": "hmdb51", "label": "synthetic", "paper": None, "cells": {"80": cells["hmdb51"]}}]}
+    out = tmp_path / "table3"
+    assert zar(["tables", "--spec", json.dumps(spec), "--out", str(out)]) == 0
+    md = out.with_suffix(".md").read_text()
+    assert note in md and ("ddof" in md) == (n_splits > 1)
+    from zar.report import analysis as A
+
+    figure = tmp_path / "t3.png"
+    assert zar(["figures", "ablation", "--table", str(out.with_suffix(".csv")), "--number", "3",
+                "--out", str(figure)]) == 0
+    from zar.jobs.figures import ablation_title
+
+    points = A.ablation_series(A.read_table_csv(out.with_suffix(".csv")), 3)
+    assert {p["n_runs"] for p in points} == {n_splits} and figure.exists()
+    title = ablation_title("Table 3", points)
+    assert title.endswith("ours: one split" if n_splits == 1 else "ours: mean ± std over splits")

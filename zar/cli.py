@@ -86,6 +86,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         from zar.core.files import check_outputs, input_files
 
+        from zar.core.splitfiles import check_ext
+
+        check_ext(getattr(args, "ext", None))  # every verb with --ext: a suffix, never a path
         check_outputs(outputs(args), input_files(vars(args)))  # before any work
         return int(run(args) or 0)
     except KeyboardInterrupt:
@@ -94,6 +97,28 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as e:  # expected, explained failures: no traceback
         print(f"zar {verb}: error: {e}", file=sys.stderr)
         return 2
+    except OSError as e:
+        line = storage_error(e)
+        if line is None:
+            raise
+        print(f"zar {verb}: error: {line}", file=sys.stderr)
+        return 2
+
+
+def storage_error(e: OSError) -> str | None:
+    """One line for what the machine refused (a full disk or quota, a read-only file system, a
+    permission, a name too long), naming the file; None for an error that is a bug."""
+    import errno
+
+    kinds = {errno.ENOSPC: "no space left on device", errno.EDQUOT: "disk quota exceeded",
+             errno.EROFS: "read-only file system", errno.EACCES: "permission denied",
+             errno.EPERM: "operation not permitted", errno.ENAMETOOLONG: "file name too long"}
+    if e.errno not in kinds:
+        return None
+    where = " -> ".join(str(f) for f in (e.filename, e.filename2) if f is not None)
+    hint = " (free some space and run again: the run resumes where it stopped)" \
+        if e.errno in (errno.ENOSPC, errno.EDQUOT) else ""
+    return f"{kinds[e.errno]}{': ' + where if where else ''}{hint}"
 
 
 def entry() -> None:

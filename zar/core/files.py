@@ -156,7 +156,8 @@ def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
 
 def stable_int(*parts: Any, bits: int = 63) -> int:
     """A deterministic integer from any printable parts (same on every machine and process)."""
-    h = hashlib.sha256("\x1f".join(str(p) for p in parts).encode("utf-8")).digest()
+    # surrogateescape: a file name that is not UTF-8 hashes as its bytes (the same on every run)
+    h = hashlib.sha256("\x1f".join(str(p) for p in parts).encode("utf-8", "surrogateescape")).digest()
     return int.from_bytes(h[:8], "little") & ((1 << bits) - 1)
 
 
@@ -174,13 +175,13 @@ def check_outputs(outputs: list[tuple[Path, str]], inputs: list[Path]) -> None:
     that is a file), and an output whose nearest existing folder is a file or is not writable.
     ``outputs``: (path, "file" | "dir") pairs; ``inputs``: the files the command reads."""
     for out, kind in outputs:
-        for inp in inputs:
-            if _same_file(out, inp):
-                raise UserError(f"{out}: this output is also an input ({inp}); writing it would destroy the input")
         if kind == "file" and out.is_dir():
             raise UserError(f"{out}: is a folder, where a file is to be written")
         if kind == "dir" and out.exists() and not out.is_dir():
             raise UserError(f"{out}: is a file, where a folder of outputs is to be written")
+        for inp in inputs:
+            if _same_file(out, inp):
+                raise UserError(f"{out}: this output is also an input ({inp}); writing it would destroy the input")
         parent = out.parent if kind == "file" else out
         while not parent.exists() and parent != parent.parent:
             parent = parent.parent

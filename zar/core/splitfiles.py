@@ -184,6 +184,13 @@ def check_classifier(path, names: Sequence[str], texts: Sequence[str]) -> None:
         seen[key] = name
 
 
+def check_ext(ext: str | None) -> None:
+    """A file suffix (``--ext``) is letters, digits, ``_``, ``+`` or ``-`` after one optional dot:
+    ``.mp4``, ``mp4``; never a path (``../x``, ``.a/b``) or a bare dot."""
+    if ext is not None and not re.fullmatch(r"\.?[A-Za-z0-9][A-Za-z0-9_+-]*", ext):
+        raise UserError(f"--ext {ext!r}: not a file suffix (give one like .mp4: a dot, then letters and digits)")
+
+
 def read_videos(path: str | os.PathLike, classes: ClassList | None = None, root: str | os.PathLike | None = None,
                 ext: str | None = None) -> list[VideoRow]:
     """A video list: ``path`` plus, optionally, ``video_id`` and a label (``class_index``,
@@ -196,6 +203,7 @@ def read_videos(path: str | os.PathLike, classes: ClassList | None = None, root:
     stem. An empty path, a repeated video id and a list without any video are errors.
     """
     path = Path(path)
+    check_ext(ext)
     fields, rows = _read_dicts(path)
     if "path" not in fields:
         raise UserError(f"{path}: no 'path' column (columns: {fields})")

@@ -33,6 +33,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="seconds one video may take in all; past it the video is corrupt (default 600)")
 
 
+def outputs(args) -> list:
+    """The dataset folder it writes into (zar.cli checks them before any work)."""
+    root = Path(args.root or f"data/{args.dataset}")
+    outs = [(root, "dir")]
+    return outs
+
+
 def run(args: argparse.Namespace) -> int:
     root = Path(args.root or f"data/{args.dataset}")
     if args.short_side < 16:

@@ -50,6 +50,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "runs (default <root>/sources.lock.json)")
 
 
+def outputs(args) -> list:
+    """The dataset folder it writes into, and the lock file (zar.cli checks them before any work)."""
+    root = Path(args.root or f"data/{args.dataset}")
+    outs = [(root, "dir")]
+    lock = Path(args.lock) if args.lock else root / LOCK_NAME
+    if not lock.is_file():  # an existing lock is read and written: not an output that replaces an input
+        outs.append((lock, "file"))
+    return outs
+
+
 def run(args: argparse.Namespace) -> int:
     ds = args.dataset
     root = Path(args.root or f"data/{ds}")

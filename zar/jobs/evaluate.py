@@ -67,7 +67,12 @@ def run(args) -> int:
                              settings.run.workers)
     evaluate_videos(todo, prepared, encoder, tuner, args.method, predictions, skipped, partial,
                     skip=settings.run.non_finite == "skip")
-    summary = _write_summary(args, job, classes, rows, pre, predictions, skipped, partial, time.perf_counter() - t0)
+    try:
+        summary = _write_summary(args, job, classes, rows, pre, predictions, skipped, partial, time.perf_counter() - t0)
+    except BaseException:
+        predictions.abandon()
+        raise
+    predictions.committed()
     skipped.remove()
     partial.remove()
     print(f"{args.method}: top-1 {summary['top1']:.2f}% top-5 {summary['top5']:.2f}% (before tuning "

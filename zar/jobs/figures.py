@@ -104,10 +104,15 @@ def run_ablation(args) -> None:
 
     records = A.read_table_csv(args.table)
     points = A.ablation_series(records, args.number)
+    plots.ablation(args.out, points, args.number, ablation_title(args.title or f"Table {args.number}", points))
+
+
+def ablation_title(title: str, points: list[dict]) -> str:
+    """The figure's title and what its points are: one split, or a mean ± std over several."""
+    runs = {p["n_runs"] for p in points if p["series"] == "ours"}
+    ours = "ours: one split" if runs <= {1, None} else "ours: mean ± std over splits"
     has_paper = any(p["series"] == "paper" for p in points)
-    title = args.title or f"Table {args.number}"
-    title += "\nours: mean ± std over splits" + ("; paper: quoted from Liang et al. 2025" if has_paper else "")
-    plots.ablation(args.out, points, args.number, title)
+    return f"{title}\n{ours}" + ("; paper: quoted from Liang et al. 2025" if has_paper else "")
 
 
 def run_tsne(args) -> None:

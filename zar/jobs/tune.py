@@ -142,9 +142,10 @@ def run(args) -> int:
         out = Path(args.out.format(method=method.name))
         summary = run_method(method, args, job, settings_for(job.settings, method), cache, rows, found, skipped,
                              view_index, (list(classes.names), texts), model, pre, out)
-        log.info("%s: top-1 %.2f%% (vanilla %.2f%%, views' vote %.2f%%), ECE %.1f%%, %.1f ms per video, on %d of %d "
+        ms = summary["ms_per_video"]  # None when a rerun found every video done
+        log.info("%s: top-1 %.2f%% (vanilla %.2f%%, views' vote %.2f%%), ECE %.1f%%, %s ms per video, on %d of %d "
                  "listed videos -> %s", method.name, summary["top1"], summary["top1_before_tuning"],
-                 summary["top1_ensemble"], summary["ece"], summary["ms_per_video"], summary["n_evaluated"],
+                 summary["top1_ensemble"], summary["ece"], "-" if ms is None else f"{ms:.1f}", summary["n_evaluated"],
                  summary["n_listed"], out)
     return 0
 
@@ -188,7 +189,8 @@ def run_method(method, args, job, settings, cache, rows, found, skipped, view_in
     reset_peak_memory(job.device)
     orders, seconds, n_done, bad = [], 0.0, 0, {}
     skip = (lambda vid, why: bad.setdefault(vid, why)) if settings.run.non_finite == "skip" else None
-    first = [i for i in found if cache.video_ids[i] not in predictions.done]
+    first = list(found)  # batches are cut over the whole list, as in a run that was never stopped
+    done = set(predictions.done)
     for k in range(settings.methods[method.name].orders if online else 1):
         todo, sink = first, predictions
         if online:
@@ -197,8 +199,8 @@ def run_method(method, args, job, settings, cache, rows, found, skipped, view_in
             adapter.reset()
             todo = [first[j] for j in np.random.default_rng(k).permutation(len(first))]
             sink = predictions if k == 0 else Collected()
-        seconds += tune_from_cache(adapter, cache, todo, view_index, labels, method.name, sink, batch, skip)
-        n_done += len(todo)
+        seconds += tune_from_cache(adapter, cache, todo, view_index, labels, method.name, sink, batch, skip, done)
+        n_done += sum(cache.video_ids[i] not in done for i in todo)
         if online:
             recs = sink.records() if k else list(predictions.done.values())
             orders.append({"seed": k, "order": [cache.video_ids[i] for i in todo],
@@ -212,8 +214,14 @@ def run_method(method, args, job, settings, cache, rows, found, skipped, view_in
         top1 = mean_std([o["top1"] for o in orders])
         extra.update(orders=orders, top1=top1[0], top1_std_over_orders=top1[1],
                      ece=mean_std([o["ece"] for o in orders])[0], nll=mean_std([o["nll"] for o in orders])[0])
-    return _write_summary(args, job, settings, method, cache, rows, recs, _and_non_finite(skipped, bad, rows),
-                          view_index, per_video, seconds, (names, texts), model, pre, out, extra)
+    try:
+        summary = _write_summary(args, job, settings, method, cache, rows, recs, _and_non_finite(skipped, bad, rows),
+                                 view_index, per_video, seconds, (names, texts), model, pre, out, extra)
+    except BaseException:
+        predictions.abandon()
+        raise
+    predictions.committed()
+    return summary
 
 
 def _and_non_finite(skipped: list[dict], bad: dict[str, str], rows) -> list[dict]:

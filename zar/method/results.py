@@ -92,8 +92,11 @@ class JsonLines:
 
     def add(self, rec: dict) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.path, "a", encoding="utf-8") as f:
-            f.write(to_json(rec, indent=None))
+        try:
+            with open(self.path, "a", encoding="utf-8") as f:
+                f.write(to_json(rec, indent=None))
+        except OSError as e:
+            raise OSError(e.errno, e.strerror, str(self.path)) from None
         self.records.append(rec)
 
     def remove(self) -> None:
@@ -148,21 +151,37 @@ class PredictionLog:
         os.replace(tmp, self.part)
 
     def add(self, rec: dict) -> None:
-        self._f.write(to_json(rec, indent=None))
-        self._f.flush()
+        try:
+            self._f.write(to_json(rec, indent=None))
+            self._f.flush()
+        except OSError as e:  # a full disk: the records before this one stay, for the rerun
+            raise OSError(e.errno, e.strerror, str(self.part)) from None
         self.done[rec["video_id"]] = rec
 
     def finish(self, order: list[str]) -> list[dict]:
-        """Rewrite the records in list order under the final name; return them."""
+        """Rewrite the records in list order under the final name; return them. The part file
+        stays until :meth:`committed` (the summary written): a failure in between loses nothing."""
         self._f.close()
         recs = [self.done[v] for v in order if v in self.done]
         tmp = self.final.with_name(self.final.name + ".tmp")
-        with open(tmp, "w", encoding="utf-8") as f:
-            for rec in recs:
-                f.write(to_json(rec, indent=None))
+        try:
+            with open(tmp, "w", encoding="utf-8") as f:
+                for rec in recs:
+                    f.write(to_json(rec, indent=None))
+        except OSError as e:  # nothing under the final name; the part file stays for the rerun
+            tmp.unlink(missing_ok=True)
+            raise OSError(e.errno, e.strerror, str(self.final)) from None
         os.replace(tmp, self.final)
-        self.part.unlink(missing_ok=True)
         return recs
+
+    def committed(self) -> None:
+        """The result that the predictions belong to is written: the part file goes."""
+        self.part.unlink(missing_ok=True)
+
+    def abandon(self) -> None:
+        """The result could not be written: nothing stays under the final name; the part file
+        does, and the rerun resumes from it."""
+        self.final.unlink(missing_ok=True)
 
 
 def frames_record(views, spec) -> dict:

@@ -15,19 +15,28 @@ log = logging.getLogger(__name__)
 
 
 def tune_from_cache(tuner, cache, todo: list[int], view_index: list[int], labels: dict[str, int], method: str,
-                    predictions: PredictionLog, batch: int, skip=None) -> float:
+                    predictions: PredictionLog, batch: int, skip=None, done: set[str] = frozenset()) -> float:
     """Tune the cached videos at rows ``todo`` of ``cache`` (their views ``view_index``) in
     batches of ``batch``, adding each video's record to ``predictions``; the seconds spent. A
     video with non-finite numbers stops the run, or with ``skip`` (a function of its id and the
-    reason) is handed to it and not scored."""
+    reason) is handed to it and not scored.
+
+    Videos in ``done`` (a resumed run's records) get no new record, but the batches are cut
+    over all of ``todo`` as in the first run: a batch with some of them is tuned whole, so each
+    video meets the same batch and gets the same bits (a batch's shape moves the last float
+    digits); a batch with all of them is not tuned again."""
     ids, view_index_t = cache.video_ids, torch.tensor(view_index, dtype=torch.long)
     t0 = time.perf_counter()
     for first in progress(range(0, len(todo), batch), total=-(-len(todo) // batch), desc=f"tune {method}", every=10):
-        chunk = torch.tensor(todo[first:first + batch], dtype=torch.long)
+        rows = todo[first:first + batch]
+        if all(ids[i] in done for i in rows):
+            continue
+        chunk = torch.tensor(rows, dtype=torch.long)
         views = cache.views.index_select(0, chunk).index_select(1, view_index_t).float()
         results = tuner.tune(views, cache.infer.index_select(0, chunk).float())
-        for i, result in zip(chunk.tolist(), results):
-            add_record(predictions, ids[i], labels[ids[i]], result, method, skip)
+        for i, result in zip(rows, results):
+            if ids[i] not in done:
+                add_record(predictions, ids[i], labels[ids[i]], result, method, skip)
     return time.perf_counter() - t0
 
 

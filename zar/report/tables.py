@@ -117,7 +117,9 @@ def _notes(spec: dict, records: list[dict]) -> list[str]:
     n_eval = sum(r["n_evaluated"] for r in records if r["column"] not in derived)
     n_list = sum(r["n_listed"] for r in records if r["column"] not in derived)
     demo = bool(spec.get("demo"))
-    notes = ["Ours: mean ± sample std (ddof=1) over the runs of each cell."]
+    runs = {r["n_runs"] for r in records if r["column"] not in derived and r["ours_mean"] is not None}
+    notes = ["Ours: one run per cell (no spread to show)." if runs and runs <= {1}
+             else "Ours: mean ± sample std (ddof=1) over the runs of each cell."]
     if _show_paper(spec):
         notes.append(f"'paper' = the number published in {CITATION} (quoted, not reproduced by us), shown "
                      "only beside a row measured the way the paper measured it; Δ = ours − paper.")
