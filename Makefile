@@ -9,7 +9,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # otherwise zar fetches the pinned files into resources/reference
 SOURCES := $(if $(wildcard ../shared/reference),--sources ../shared/reference,)
 
-.PHONY: setup demo report test test-quick paper-dry-run lint audit schema clean-demo
+.PHONY: setup demo report test test-quick test-slurm paper-dry-run lint audit schema clean-demo
 
 ## setup: system packages (ffmpeg, bsdtar, chromium for the report test), a virtual environment in .venv, zar and its pinned deps
 setup: $(VENV)/.zar-installed
@@ -55,6 +55,10 @@ test: audit lint paper-dry-run demo
 ## test-quick: only the test suite
 test-quick: setup
 	$(BIN)/pytest -q
+
+## test-slurm: the demo through profiles/slurm on a single-node SLURM cluster started for the test (installs slurm, munge, MariaDB; root or sudo): zar check cluster, every job COMPLETED in sacct, tables identical to the local demo's
+test-slurm: setup
+	bash tests/cluster/slurm.sh
 
 clean-demo:
 	rm -rf demo/results demo/data demo/logs demo/benchmarks demo/splits demo/.snakemake

@@ -138,3 +138,40 @@ def test_every_verb_with_an_out_argument_says_what_it_writes():
         if "--out" in options(parser) and not hasattr(module, "outputs"):
             missing.append(verb)
     assert missing == []
+
+
+@pytest.fixture
+def read_only(tmp_path):
+    """A real read-only folder: a read-only tmpfs where this machine lets us mount one (root,
+    for whom permission bits do not count), else a folder without write permission."""
+    import shutil
+    import subprocess
+
+    d = tmp_path / "ro"
+    d.mkdir()
+    if os.geteuid() == 0:
+        if not shutil.which("mount") or subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=64k", "tmpfs", str(d)],
+                                                       capture_output=True).returncode != 0:
+            pytest.skip("running as root where no read-only file system can be mounted: permissions do not bind root")
+        try:
+            yield d
+        finally:
+            subprocess.run(["umount", "-l", str(d)], capture_output=True)
+    else:
+        d.chmod(0o555)
+        try:
+            yield d
+        finally:
+            d.chmod(0o755)
+
+
+@pytest.mark.parametrize("verb", ["tune", "encode", "evaluate", "train", "tables"])
+def test_an_output_in_a_read_only_folder_is_refused_before_any_work(files, read_only, verb, capsys):
+    out = read_only / "sub" / "out"
+    argv = {"tune": lambda: tune(files, out.with_suffix(".json")), "encode": lambda: encode(files, out.with_suffix(".pt")),
+            "evaluate": lambda: evaluate(files, out), "train": lambda: train(files, out),
+            "tables": lambda: ["tables", "--spec", str(files["spec.json"]), "--out", str(out)]}[verb]()
+    assert zar(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and f"the folder {read_only} is read-only" in err, err
+    assert list(read_only.iterdir()) == []

@@ -386,6 +386,12 @@ def _records(path) -> list[dict]:
 def _kill_at(argv: list[str], part, n_records: int) -> None:
     """Run ``zar *argv`` in a process and SIGKILL it once ``part`` holds ``n_records`` records
     (0: as soon as the file is there, before any record)."""
+    _kill_when(argv, lambda: part.exists() and len(part.read_text(errors="replace").splitlines()) >= 1 + n_records,
+               f"{n_records} records")  # line 1: the inputs' fingerprint
+
+
+def _kill_when(argv: list[str], ready, what: str) -> None:
+    """Run ``zar *argv`` in a process and SIGKILL it as soon as ``ready()``."""
     import os
     import signal
     import sys
@@ -399,10 +405,10 @@ def _kill_at(argv: list[str], part, n_records: int) -> None:
     try:
         deadline = time.monotonic() + 300
         while proc.poll() is None and time.monotonic() < deadline:
-            if part.exists() and len(part.read_text(errors="replace").splitlines()) >= 1 + n_records:
-                break  # line 1: the inputs' fingerprint
+            if ready():
+                break
             time.sleep(0.002)
-        assert proc.poll() is None, f"the run ended before {n_records} records could be cut"
+        assert proc.poll() is None, f"the run ended before it could be killed at {what}"
         proc.send_signal(signal.SIGKILL)
         proc.wait()
     finally:
@@ -609,3 +615,27 @@ def test_predict_on_a_file_name_that_is_not_utf8(tmp_path, ffmpeg, capsys):
     out = json.loads(capsys.readouterr().out)
     assert out["video"] == str(tmp_path / name) and len(out["top_after"]) == 2
     assert stable_int("x", name) == stable_int("x", name) != stable_int("x", "\ufffd\ufffd.mp4")
+
+
+@pytest.mark.parametrize("n_chunks", [0, 2, 5])
+def test_encode_killed_at_any_point_reruns_to_the_same_cache(dataset, n_chunks):
+    """SIGKILL once ``n_chunks`` one-video chunks are written (0: before any), rerun: the cache
+    holds the same bits as an uninterrupted run's, and nothing of the killed run is left."""
+    from zar.method.cache import load_cache
+
+    d = dataset
+    base = ["encode", "--videos", str(d["videos"]), "--root", str(d["root"]), "--backbone", "tiny", *FAST,
+            "--set", "run.chunk=1", "--set", "views.samples_per_rate=8"]  # 96 views a video: time to cut
+    ref, out = d["tmp"] / "ref.pt", d["tmp"] / "killed.pt"
+    assert zar([*base, "--out", str(ref)]) == 0
+    parts = out.with_name(out.name + ".parts")
+    _kill_when([*base, "--out", str(out)],
+               lambda: (parts.exists() and len(list(parts.glob("part_*.pt"))) >= n_chunks) if n_chunks
+               else parts.exists() or any(d["tmp"].glob(".killed*")), f"{n_chunks} chunks")
+    assert not out.exists()
+    assert zar([*base, "--out", str(out)]) == 0
+    a, b = load_cache(ref), load_cache(out)
+    assert a.video_ids == b.video_ids and a.skipped == b.skipped and a.files == b.files
+    for key in ("views", "infer", "num_frames", "position"):
+        assert torch.equal(getattr(a, key), getattr(b, key)), key
+    assert not parts.exists() and not list(d["tmp"].glob(".killed*"))

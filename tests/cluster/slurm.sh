@@ -19,6 +19,7 @@
 set -euo pipefail
 
 STEP="setup"
+indent() { sed 's/^/   /'; }
 die() {
     echo "tests/cluster/slurm.sh: FAILED at step '$STEP': $*" >&2
     exit 1
@@ -29,6 +30,7 @@ cd "$REPO"
 
 # slurmd starts each job as its user, so the daemons run as root; CI runners have passwordless sudo
 if [ "$(id -u)" != 0 ]; then
+    command -v sudo >/dev/null || die "the daemons need root: run as root, or install sudo"
     exec sudo env "PATH=$PATH" "ZAR_CHECK_CLUSTER=${ZAR_CHECK_CLUSTER:-1}" \
         "ZAR_SLURM_TIMEOUT=${ZAR_SLURM_TIMEOUT:-2400}" "ZAR_SLURM_MIN_JOBS=${ZAR_SLURM_MIN_JOBS:-40}" \
         "ZAR_SLURM_KEEP=${ZAR_SLURM_KEEP:-0}" bash "$0" "$@"
@@ -50,8 +52,8 @@ TABLES=(table1 table2 table3 table4 table5)
 [ -x "$VENV/bin/snakemake" ] || die "no snakemake in $VENV (run \`make setup\` first)"
 [ -f profiles/slurm/config.yaml ] || die "profiles/slurm/config.yaml is missing"
 
-# --- 1. SLURM, munge and MariaDB from Debian, if missing ----------------------------------------------
-STEP="1 install"
+# --- SLURM, munge and MariaDB from Debian, if missing ---------------------------------------------
+STEP="install"
 PKGS=(slurmctld slurmd slurm-client slurmdbd munge mariadb-server)
 missing=0
 for cmd in slurmctld slurmd slurmdbd sbatch srun sacct sacctmgr scontrol sinfo squeue scancel \
@@ -66,8 +68,8 @@ if [ "$missing" = 1 ]; then
         || die "apt-get install ${PKGS[*]} failed"
 fi
 
-# --- the local demo's tables, to compare with in step 8 ---------------------------------------------
-STEP="8 local demo"
+# --- the local demo's tables, to compare with at the end ------------------------------------------
+STEP="local demo"
 for t in "${TABLES[@]}"; do
     if [ ! -f "demo/results/$t.csv" ]; then
         echo "== demo/results/$t.csv is missing: running the local demo first"
@@ -77,8 +79,8 @@ for t in "${TABLES[@]}"; do
     fi
 done
 
-# --- 2. the cluster's files, all in one temporary folder --------------------------------------------
-STEP="2 config"
+# --- the cluster's files, all in one temporary folder ---------------------------------------------
+STEP="cluster config"
 TMP=$(mktemp -d /tmp/zar-slurm.XXXXXX)
 chmod 711 "$TMP" # munged wants o+x on every folder above its socket
 mkdir -p "$TMP"/{run,log,state,spool,munge,mysql,profile,profile-too-big,work}
@@ -99,35 +101,53 @@ proc_state() { # pid: its state letter (R, S, Z...), empty when it is gone
     sed -n 's/.*) \(.\).*/\1/p' "/proc/$1/stat" 2>/dev/null || true
 }
 
-stop_pid() { # name pid [group]: TERM (the process group with `group`), 20 s, then KILL; reap it
-    local name=$1 pid=$2 target=$2 i state
-    [ "${3:-}" = group ] && target="-$2"
-    state=$(proc_state "$pid")
-    if [ -n "$state" ] && [ "$state" != Z ]; then
-        kill -TERM -- "$target" 2>/dev/null
+child_of() { # pid: the pid of one child process of it, if any
+    local f
+    for f in /proc/[0-9]*/stat; do
+        if [ "$(sed -n 's/.*) . \([0-9]*\) .*/\1/p' "$f" 2>/dev/null)" = "$1" ]; then
+            f=${f%/stat}
+            echo "${f#/proc/}"
+            return 0
+        fi
+    done
+    return 1
+}
+
+gone() { # pid: true when it has exited (or is a zombie waiting to be reaped)
+    local state
+    state=$(proc_state "$1")
+    [ -z "$state" ] || [ "$state" = Z ]
+}
+
+stop_pid() { # name pid [signal [first-target [kill-target]]]: the signal (TERM), 20 s, then KILL; reap it
+    local name=$1 pid=$2 signal=${3:-TERM} first=${4:-$2} last=${5:-$2} i
+    if ! gone "$pid"; then
+        kill "-$signal" -- "$first" 2>/dev/null
         for i in $(seq 40); do
-            state=$(proc_state "$pid")
-            [ -z "$state" ] || [ "$state" = Z ] && break
+            gone "$pid" && break
             sleep 0.5
         done
-        if [ -n "$state" ] && [ "$state" != Z ]; then
+        if ! gone "$pid"; then
             echo "   $name (pid $pid) did not stop within 20 s: kill -9" >&2
-            kill -KILL -- "$target" 2>/dev/null
+            kill -KILL -- "$last" 2>/dev/null
             for i in $(seq 10); do
-                state=$(proc_state "$pid")
-                [ -z "$state" ] || [ "$state" = Z ] && break
+                gone "$pid" && break
                 sleep 0.5
             done
         fi
     fi
-    if [ -z "$state" ] || [ "$state" = Z ]; then wait "$pid" 2>/dev/null || true; fi
+    if gone "$pid"; then wait "$pid" 2>/dev/null || true; fi
 }
 
 cleanup() {
     local rc=$? i pid f
     set +e
     trap - EXIT INT TERM
-    [ -n "$SNAKE_PID" ] && stop_pid snakemake "$SNAKE_PID" group
+    # Snakemake (under `timeout`, which leads its own process group): INT, on which it cancels its
+    # SLURM jobs (on TERM it would wait for them), then KILL for the group
+    if [ -n "$SNAKE_PID" ]; then
+        stop_pid snakemake "$SNAKE_PID" INT "$(child_of "$SNAKE_PID" || echo "$SNAKE_PID")" "-$SNAKE_PID"
+    fi
     # jobs still in the queue: cancel them while slurmctld is up, so that no slurmstepd is left
     if [ -n "$CTLD_UP" ] && [ -n "$(timeout 10 squeue -h -o %i 2>/dev/null)" ]; then
         echo "== cancelling the jobs still in the queue" >&2
@@ -144,10 +164,15 @@ cleanup() {
             echo "---- ${f#"$TMP"/} (last 25 lines)" >&2
             tail -n 25 "$f" >&2
         done
-        # the plugin keeps the SLURM logs of failed jobs only
+        # the plugin keeps the SLURM logs of failed jobs only; each names its rule's log
         for f in $(find "$WORK/.snakemake/slurm_logs" -name '*.log' 2>/dev/null | head -n 5); do
             echo "---- SLURM job log ${f#"$WORK"/} (last 25 lines)" >&2
             tail -n 25 "$f" >&2
+            sed -n 's/^ *log: \([^ ,]*\).* (check log.*/\1/p' "$f" | sort -u | while read -r rule_log; do
+                [ -f "$WORK/$rule_log" ] || continue
+                echo "---- its rule's log $rule_log (last 15 lines)" >&2
+                tail -n 15 "$WORK/$rule_log" >&2
+            done
         done
     fi
     for ((i = ${#DAEMON_PIDS[@]} - 1; i >= 0; i--)); do
@@ -155,10 +180,11 @@ cleanup() {
     done
     # slurmstepd and job processes are not our children: find them by the SLURM_CONF they were given
     export -n SLURM_CONF
-    for pid in $(ls /proc 2>/dev/null | grep -E '^[0-9]+$'); do
+    for f in /proc/[0-9]*; do
+        pid=${f#/proc/}
         [ "$pid" = $$ ] && continue
-        if tr '\0' '\n' <"/proc/$pid/environ" 2>/dev/null | grep -qxF "SLURM_CONF=$TMP/slurm.conf"; then
-            echo "   left behind: $(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null)(pid $pid): kill -9" >&2
+        if { tr '\0' '\n' <"/proc/$pid/environ"; } 2>/dev/null | grep -qxF "SLURM_CONF=$TMP/slurm.conf"; then
+            echo "   left behind: $({ tr '\0' ' ' <"/proc/$pid/cmdline"; } 2>/dev/null)(pid $pid): kill -9" >&2
             kill -KILL "$pid" 2>/dev/null
         fi
     done
@@ -182,16 +208,16 @@ start_daemon() { # name command...: in the background; it stays in the foregroun
     DAEMON_PIDS+=("$!")
 }
 
-wait_ready() { # name seconds 'shell test': poll the test once a second until it succeeds, at most `seconds`
-    local name=$1 limit=$2 test=$3 t=0 pid=${DAEMON_PIDS[${#DAEMON_PIDS[@]} - 1]}
+wait_ready() { # name seconds 'shell test': poll the test until it succeeds, for at most `seconds`
+    local name=$1 limit=$2 test=$3 start=$SECONDS pid=${DAEMON_PIDS[${#DAEMON_PIDS[@]} - 1]}
     until timeout 10 bash -c "$test" >/dev/null 2>&1; do
-        kill -0 "$pid" 2>/dev/null && [ "$(proc_state "$pid")" != Z ] \
-            || die "$name exited while starting (its log is below)"
-        [ "$t" -lt "$limit" ] || die "$name not ready after $limit s (its log is below)"
+        if ! kill -0 "$pid" 2>/dev/null || [ "$(proc_state "$pid")" = Z ]; then
+            die "$name exited while starting (its log is below)"
+        fi
+        [ $((SECONDS - start)) -lt "$limit" ] || die "$name not ready after $limit s (its log is below)"
         sleep 1
-        t=$((t + 1))
     done
-    echo "   $name ready (pid $pid, $t s)"
+    echo "   $name ready (pid $pid, $((SECONDS - start)) s)"
 }
 
 free_ports() { # n: n free TCP ports on 127.0.0.1
@@ -246,6 +272,8 @@ MailProg=/bin/true
 AccountingStorageType=accounting_storage/slurmdbd
 AccountingStorageHost=127.0.0.1
 AccountingStoragePort=$DBD_PORT
+# clients authenticate to slurmdbd through this munge socket (the default one otherwise)
+AccountingStoragePass=$MUNGE_SOCKET
 AccountingStorageEnforce=associations
 JobCompType=jobcomp/none
 NodeName=$HOST NodeAddr=127.0.0.1 CPUs=$CPUS RealMemory=$REAL_MEM State=UNKNOWN
@@ -277,8 +305,8 @@ chmod 600 "$TMP/slurmdbd.conf"
 echo "== test cluster in $TMP: node $HOST, $CPUS CPUs, RealMemory $REAL_MEM MB" \
     "(MemTotal $MEM_TOTAL_MB MB), partition $PARTITION, account $ACCOUNT"
 
-# --- 3. the daemons, each ready before the next ------------------------------------------------------
-STEP="3 munged"
+# --- the daemons, each ready before the next ------------------------------------------------------
+STEP="start munged"
 mungekey --create --bits=1024 --keyfile="$TMP/munge/munge.key" >/dev/null 2>&1 \
     || die "mungekey could not write $TMP/munge/munge.key"
 # in the foreground munged logs to stderr: log/munged.out
@@ -286,10 +314,11 @@ start_daemon munged munged --foreground --key-file="$TMP/munge/munge.key" --sock
     --pid-file="$TMP/run/munged.pid" --seed-file="$TMP/munge/munged.seed"
 wait_ready munged 30 "munge -S '$MUNGE_SOCKET' -n | unmunge -S '$MUNGE_SOCKET'"
 
-STEP="3 mariadb"
+STEP="start mariadb"
 DB_SOCKET="$TMP/run/mysqld.sock"
 mariadb-install-db --no-defaults --user=root --datadir="$TMP/mysql" --auth-root-authentication-method=normal \
     --skip-test-db >"$TMP/log/mariadb-install-db.out" 2>&1 || die "mariadb-install-db failed (its log is below)"
+rm "$TMP/log/mariadb-install-db.out" # its advice only, on success
 start_daemon mariadb mariadbd --no-defaults --user=root --datadir="$TMP/mysql" --socket="$DB_SOCKET" \
     --pid-file="$TMP/run/mysqld.pid" --port="$DB_PORT" --bind-address=127.0.0.1 --skip-name-resolve \
     --innodb-use-native-aio=0 --log-error="$TMP/log/mariadb.log"
@@ -298,7 +327,7 @@ mariadb --no-defaults --socket="$DB_SOCKET" -uroot -e "
     CREATE USER 'slurm'@'127.0.0.1' IDENTIFIED BY '$DB_PASS';
     GRANT ALL ON slurm_acct_db.* TO 'slurm'@'127.0.0.1';" || die "could not create slurmdbd's MariaDB user"
 
-STEP="3 slurmdbd"
+STEP="start slurmdbd"
 start_daemon slurmdbd slurmdbd -D
 wait_ready slurmdbd 60 "sacctmgr -n list cluster"
 # the cluster before slurmctld starts; the account and user that the plugin checks with sacctmgr
@@ -310,18 +339,18 @@ sacctmgr -i add user "$USER_NAME" Account="$ACCOUNT" DefaultAccount="$ACCOUNT" C
 sacctmgr -n -P -s list user "$USER_NAME" format=account | grep -qx "$ACCOUNT" \
     || die "sacctmgr does not list account $ACCOUNT for user $USER_NAME"
 
-STEP="3 slurmctld"
+STEP="start slurmctld"
 start_daemon slurmctld slurmctld -D -i
 wait_ready slurmctld 60 "scontrol ping | grep -q 'is UP'"
 CTLD_UP=1
 
-STEP="3 slurmd"
+STEP="start slurmd"
 start_daemon slurmd slurmd -D -N "$HOST"
 wait_ready slurmd 60 "sinfo -h -n '$HOST' -p '$PARTITION' -o %T | grep -Eqx 'idle|mixed|allocated'"
-sinfo -p "$PARTITION" -N -o "%N %P %T CPUs=%c Memory=%m" | sed 's/^/   /'
+sinfo -p "$PARTITION" -N -o "%N %P %T CPUs=%c Memory=%m" | indent
 
-# --- 5. the test profile: the committed profile with this cluster's partition and account --------
-STEP="5 profile"
+# --- the test profile: the committed profile with this cluster's partition and account ------------
+STEP="test profile"
 write_profile() { # destination [RULE:MEM_MB, a set-resources entry to add]
     python - "$REPO/profiles/slurm/config.yaml" "$1" "$PARTITION" "$ACCOUNT" "${2:-}" <<'EOF'
 import sys
@@ -361,14 +390,22 @@ write_profile "$TMP/profile/config.yaml" || die "could not write the test profil
 TOO_BIG=$((REAL_MEM + 1000))
 write_profile "$TMP/profile-too-big/config.yaml" "encode:$TOO_BIG" || die "could not write the oversized profile"
 cp -r demo/config "$WORK/config"
+# Inside each job the jobstep plugin (snakemake-executor-plugin-slurm-jobstep 0.6.1) runs the rule with
+# `srun`, after dropping every SLURM_* variable, SLURM_CONF too; a cluster with its config in
+# /etc/slurm does not notice, this one would ("Could not establish a configuration source"). The jobs
+# inherit PATH (sbatch --export=ALL), so an srun first on it puts SLURM_CONF back.
+mkdir -p "$TMP/bin"
+printf '#!/bin/sh\nSLURM_CONF=%s exec %s "$@"\n' "$SLURM_CONF" "$(command -v srun)" >"$TMP/bin/srun"
+chmod 755 "$TMP/bin/srun"
+export PATH="$TMP/bin:$PATH"
 echo "== test profile $TMP/profile/config.yaml: profiles/slurm/config.yaml with partition $PARTITION, account $ACCOUNT"
 
-# --- 6. zar check cluster: the test profile fits; an encode bigger than the node does not -------
-STEP="6 zar check cluster"
+# --- zar check cluster: the test profile fits; an encode bigger than the node does not ------------
+STEP="zar check cluster"
 if [ "$ZAR_CHECK_CLUSTER" = 1 ]; then
     zar check cluster --help 2>&1 | grep -q -- --profile \
-        || die "this zar has no \`zar check cluster\` (ZAR_CHECK_CLUSTER=0 skips step 6)"
-    if ! zar check cluster --config "$WORK/config/config.yaml" --profile "$TMP/profile" 2>&1 | sed 's/^/   /'; then
+        || die "this zar has no \`zar check cluster\` (ZAR_CHECK_CLUSTER=0 skips this check)"
+    if ! zar check cluster --config "$WORK/config/config.yaml" --profile "$TMP/profile" 2>&1 | indent; then
         die "zar check cluster refused the test profile $TMP/profile (output above)"
     fi
     set +e
@@ -376,21 +413,21 @@ if [ "$ZAR_CHECK_CLUSTER" = 1 ]; then
     status=$?
     set -e
     echo "   the oversized profile (encode mem_mb $TOO_BIG):"
-    echo "$too_big" | sed 's/^/   /'
+    indent <<<"$too_big"
     [ "$status" != 0 ] || die "zar check cluster accepted encode with mem_mb $TOO_BIG > RealMemory $REAL_MEM"
     grep -q encode <<<"$too_big" || die "zar check cluster refused the oversized profile without naming encode"
     echo "   zar check cluster: accepts the test profile; refuses encode with mem_mb $TOO_BIG (exit status $status)"
 else
-    echo "== SKIPPED step 6, zar check cluster (ZAR_CHECK_CLUSTER=$ZAR_CHECK_CLUSTER)"
+    echo "== SKIPPED: zar check cluster (ZAR_CHECK_CLUSTER=$ZAR_CHECK_CLUSTER)"
 fi
 
-# --- 5. the demo through SLURM -------------------------------------------------------------------
-STEP="5 snakemake on SLURM"
+# --- the demo through SLURM -----------------------------------------------------------------------
+STEP="snakemake on SLURM"
 SUBMIT_START=$(date +%Y-%m-%dT%H:%M:%S)
 echo "== snakemake --workflow-profile $TMP/profile all, in $WORK (at most $RUN_TIMEOUT s)"
 RUN_T0=$(date +%s)
 # status checks every 2 s at first instead of after the plugin's 40 s and Snakemake's 10 s
-timeout --kill-after=60 "$RUN_TIMEOUT" \
+timeout --signal=INT --kill-after=60 "$RUN_TIMEOUT" \
     snakemake --directory "$WORK" --snakefile "$REPO/Snakefile" --workflow-profile "$TMP/profile" \
     --seconds-between-status-checks 2 --slurm-init-seconds-before-status-checks 2 all &
 SNAKE_PID=$!
@@ -403,9 +440,12 @@ RUN_SECONDS=$(($(date +%s) - RUN_T0))
 [ "$status" != 124 ] || die "snakemake did not finish within $RUN_TIMEOUT s (ZAR_SLURM_TIMEOUT)"
 [ "$status" = 0 ] || die "snakemake failed (exit status $status, output above)"
 
-# --- 7. every job Snakemake submitted is a COMPLETED SLURM job in sacct ---------------------------
-STEP="7 sacct"
-SMK_LOG=$(ls -t "$WORK"/.snakemake/log/*.snakemake.log 2>/dev/null | head -n 1)
+# --- every job Snakemake submitted is a COMPLETED SLURM job in sacct ------------------------------
+STEP="sacct"
+SMK_LOG=""
+for f in "$WORK"/.snakemake/log/*.snakemake.log; do # the newest: the run's, not a dry run's
+    [ -f "$f" ] && { [ -z "$SMK_LOG" ] || [ "$f" -nt "$SMK_LOG" ]; } && SMK_LOG=$f
+done
 [ -n "$SMK_LOG" ] || die "no Snakemake log in $WORK/.snakemake/log"
 # the plugin logs "Job 12 has been submitted with SLURM jobid 34 (log: ...)."
 mapfile -t SUBMITTED < <(sed -n 's/.*has been submitted with SLURM jobid \([0-9_]*\) .*/\1/p' "$SMK_LOG" | sort -un)
@@ -436,8 +476,8 @@ done
 echo "   sacct: $N_SACCT jobs, $n_completed COMPLETED with exit code 0:0"
 [ "${#bad[@]}" = 0 ] || die "${#bad[@]} submitted jobs are not COMPLETED 0:0 (job name $RUN_ID) in sacct: ${bad[*]}"
 
-# --- 8. the same tables as the local demo ---------------------------------------------------------
-STEP="8 tables"
+# --- the same tables as the local demo ------------------------------------------------------------
+STEP="tables"
 differ=()
 for t in "${TABLES[@]}"; do
     if [ ! -f "$WORK/results/$t.csv" ]; then
@@ -450,7 +490,7 @@ done
 [ "${#differ[@]}" = 0 ] || die "the SLURM run's tables differ from demo/results/: ${differ[*]}"
 echo "   results/table{1..5}.csv are byte-identical to demo/results/"
 
-# --- 9. one line -----------------------------------------------------------------------------------
-STEP="9 summary"
+# --- one line -------------------------------------------------------------------------------------
+STEP="summary"
 echo "slurm test passed: $N_SUBMITTED jobs through sbatch, $N_SUBMITTED/$N_SUBMITTED COMPLETED in sacct," \
     "${#TABLES[@]}/${#TABLES[@]} tables identical to the local demo; snakemake $RUN_SECONDS s, total $(($(date +%s) - T0)) s"
