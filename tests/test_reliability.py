@@ -639,3 +639,18 @@ def test_encode_killed_at_any_point_reruns_to_the_same_cache(dataset, n_chunks):
     for key in ("views", "infer", "num_frames", "position"):
         assert torch.equal(getattr(a, key), getattr(b, key)), key
     assert not parts.exists() and not list(d["tmp"].glob(".killed*"))
+
+
+@pytest.mark.parametrize("text,words", [("{not json", "not valid JSON"), ("[1]", "a backbone spec is a JSON object"),
+                                        ('{"pretrained": "x"}', "a backbone spec is a JSON object")])
+@pytest.mark.parametrize("verb", ["encode", "evaluate"])
+def test_a_backbone_spec_that_is_not_one_is_one_line(dataset, verb, text, words, capsys):
+    d = dataset
+    spec = d["tmp"] / "spec.json"
+    spec.write_text(text)
+    argv = ["--videos", str(d["videos"]), "--root", str(d["root"]), "--backbone", str(spec), *FAST]
+    argv = ["encode", *argv, "--out", str(d["tmp"] / "e.pt")] if verb == "encode" else \
+        ["evaluate", *argv, "--classes", str(d["classes"]), "--out", str(d["tmp"] / "ev")]
+    assert zar(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and str(spec) in err[0] and words in err[0], err

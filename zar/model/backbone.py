@@ -99,8 +99,12 @@ def parse_spec(value: str | dict | BackboneSpec) -> BackboneSpec:
     if p.suffix == ".safetensors" and p.is_file():
         return checkpoint_spec(p)
     if p.suffix == ".json" and p.is_file():
-        with open(p) as f:
-            return parse_spec(json.load(f))
+        from zar.core.files import read_json
+
+        data = read_json(p, "backbone spec")
+        if not isinstance(data, dict) or "arch" not in data:
+            raise UserError(f"{p}: a backbone spec is a JSON object with 'arch' (and 'pretrained', 'quick_gelu')")
+        return parse_spec(data)
     if ":" in s and not p.exists():
         arch, pre = s.split(":", 1)
         return parse_spec({"arch": arch, "pretrained": pre})
