@@ -654,3 +654,20 @@ def test_a_backbone_spec_that_is_not_one_is_one_line(dataset, verb, text, words,
     assert zar(argv) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and str(spec) in err[0] and words in err[0], err
+
+
+def test_the_same_weights_are_the_same_bytes_in_every_process(tmp_path):
+    """safetensors writes its metadata mapping in hash order, which changes from process to
+    process: with two keys, the same fine-tuned weights came out as other bytes (and another
+    weights_sha256) from run to run. Six processes write the same weights: one file content.
+    (With two keys, six processes agree by chance once in 32.)"""
+    import hashlib
+    import sys
+
+    code = ("import sys, torch; from zar.train.checkpoint import write_backbone; "
+            "write_backbone(__import__('pathlib').Path(sys.argv[1]), {'a.w': torch.arange(6.0), 'b': torch.ones(2, 3)}, "
+            "{'arch': 'ZAR-Tiny', 'quick_gelu': False})")
+    procs = [subprocess.Popen([sys.executable, "-c", code, str(tmp_path / f"m{i}")]) for i in range(6)]
+    assert all(p.wait(timeout=300) == 0 for p in procs)
+    digests = {hashlib.sha256((tmp_path / f"m{i}" / "model.safetensors").read_bytes()).hexdigest() for i in range(6)}
+    assert len(digests) == 1

@@ -139,7 +139,10 @@ def write_backbone(out: Path, state_dict: dict[str, torch.Tensor], meta: dict[st
     out = Path(out)
     weights = out / "model.safetensors"
     tensors = {k: v.detach().to("cpu", torch.float32).contiguous().clone() for k, v in state_dict.items()}
-    blob = save(tensors, metadata={"format": "pt", "arch": str(meta["arch"])})
+    # one metadata key: safetensors writes a metadata mapping in hash order, which changes from
+    # process to process, so two keys gave other bytes for the same weights (the architecture is
+    # in model.json)
+    blob = save(tensors, metadata={"format": "pt"})
     del tensors
     with atomic_path(weights, suffix=".part.safetensors") as tmp:
         with open(tmp, "wb") as f:  # Python writes: a full disk raises ENOSPC (a one-line error)
