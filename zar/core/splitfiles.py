@@ -191,6 +191,16 @@ def check_ext(ext: str | None) -> None:
         raise UserError(f"--ext {ext!r}: not a file suffix (give one like .mp4: a dot, then letters and digits)")
 
 
+def resolve_path(listed: str, root: str | os.PathLike | None = None, ext: str | None = None) -> str:
+    """A listed video path with its suffix replaced by ``ext`` and, when relative, under ``root``."""
+    p = listed
+    if ext:
+        p = str(Path(p).with_suffix(ext if ext.startswith(".") else "." + ext))
+    if root is not None and not Path(p).is_absolute():
+        p = str(Path(root) / p)
+    return p
+
+
 def read_videos(path: str | os.PathLike, classes: ClassList | None = None, root: str | os.PathLike | None = None,
                 ext: str | None = None) -> list[VideoRow]:
     """A video list: ``path`` plus, optionally, ``video_id`` and a label (``class_index``,
@@ -220,12 +230,8 @@ def read_videos(path: str | os.PathLike, classes: ClassList | None = None, root:
             raise UserError(f"{path}: line {line}: video_id {vid!r} repeats line {seen[vid]}")
         seen[vid] = line
         ci, cname = _label(path, line, r, classes, index) if classes is not None else _raw_label(path, line, r)
-        p = rel
-        if ext:
-            p = str(Path(p).with_suffix(ext if ext.startswith(".") else "." + ext))
-        if root is not None and not Path(p).is_absolute():
-            p = str(Path(root) / p)
-        out.append(VideoRow(vid, p, cname, ci, tuple((r.get(c) or "") for c in extra_columns)))
+        out.append(VideoRow(vid, resolve_path(rel, root, ext), cname, ci,
+                            tuple((r.get(c) or "") for c in extra_columns)))
     if not out:
         raise UserError(f"{path}: no videos listed (only a header)")
     return out

@@ -11,21 +11,26 @@ from zar.core.splitfiles import VideoRow
 log = logging.getLogger(__name__)
 
 
-def union_rows(lists: list[str], root: str | None, ext: str | None) -> list[VideoRow]:
-    """The videos of several lists, each once, in order of first appearance. A video listed
-    twice must have the same path (labels are the tuning's business, not the encoder's)."""
-    from zar.core.splitfiles import read_videos
+def union_rows(lists: list[str], root: str | None, ext: str | None) -> tuple[list[VideoRow], dict[str, str]]:
+    """The videos of several lists, each once, in order of first appearance, their paths
+    resolved (``root``, ``ext``); and each one's path as listed. A video listed twice must have
+    the same path (labels are the tuning's business, not the encoder's)."""
+    import dataclasses
+
+    from zar.core.splitfiles import read_videos, resolve_path
     out: dict[str, VideoRow] = {}
+    listed: dict[str, str] = {}
     where: dict[str, str] = {}
     for path in lists:
-        for row in read_videos(path, None, root, ext):
+        for raw in read_videos(path, None):
+            row = dataclasses.replace(raw, path=resolve_path(raw.path, root, ext))
             old = out.get(row.video_id)
             if old is None:
-                out[row.video_id], where[row.video_id] = row, path
+                out[row.video_id], listed[row.video_id], where[row.video_id] = row, raw.path, path
             elif old.path != row.path:
                 raise UserError(f"{path}: video {row.video_id!r} has path {row.path!r} here but {old.path!r} "
                                 f"in {where[row.video_id]}")
-    return list(out.values())
+    return list(out.values()), listed
 
 
 def shard_slice(n: int, shard: str | None) -> tuple[int, int, int, int]:
@@ -67,14 +72,12 @@ def run(args) -> int:
     from zar.method.encoder import VideoEncoder, cache_header, encode_videos
 
     job = start(args)
-    rows_all = union_rows(list(args.videos), args.root, args.ext)
+    rows_all, listed = union_rows(list(args.videos), args.root, args.ext)
     first, stop, k, count = shard_slice(len(rows_all), args.shard)
     rows = rows_all[first:stop]
     model, pre = job.model()
     enc = VideoEncoder.for_run(model, pre, job.settings.views, job.settings.run, job.device)
     lists = [{"path": str(p), "sha256": sha256_file(p)} for p in args.videos]
-    listed = {r.video_id: r.path for r in union_rows(list(args.videos), None, None)} if args.root or args.ext \
-        else {r.video_id: r.path for r in rows}
     files = {r.video_id: file_identity(listed[r.video_id], r.path) for r in rows}  # zar tune checks them
     writer = CacheWriter(args.out, cache_header(enc, job.spec, job.settings.run, lists, len(rows_all)),
                          job.settings.run.chunk, files)

@@ -61,13 +61,13 @@ def check_files(cache, rows, found: list[int], videos: str, root: str | None, ex
     """Each listed video is the file that was encoded under its id: the same path in the list
     and, with ``root`` (where the videos are), the same size and modification time. A video
     whose file is gone is tuned from its cached embeddings and counted. Raises on a mismatch."""
-    from zar.core.splitfiles import read_videos
+    from zar.core.splitfiles import resolve_path
     from zar.method.cache import file_identity
 
     if not cache.files:
         log.warning("%s records no video files (encoded by an older zar): their identity is not checked", name)
         return {"files_checked": "not recorded"}
-    where = {r.video_id: r.path for r in read_videos(videos, None, root, ext)} if root or ext else {}
+    where = {r.video_id: resolve_path(r.path, root, ext) for r in rows} if root or ext else {}
     wrong, gone = [], 0
     encoded = set(cache.video_ids)
     for row, i in zip((r for r in rows if r.video_id in encoded), found):  # found: those rows' cache indices
