@@ -94,3 +94,27 @@ def dataset(tmp_path, ffmpeg):
     classes = tmp_path / "classes.csv"
     classes.write_text("class_index,class_name,text\n" + "".join(f"{i},{n},{n} square\n" for i, n in enumerate(COLOURS)))
     return {"root": root, "videos": videos, "classes": classes, "tmp": tmp_path}
+
+
+def kill_when(argv: list[str], ready, what: str, limit: float = 300.0) -> None:
+    """Run ``zar *argv`` in a process of its own and SIGKILL it as soon as ``ready()`` is true;
+    the test fails if the run ends before that (``what`` says where the kill was aimed)."""
+    import os
+    import signal
+    import sys
+    import time
+
+    env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    proc = subprocess.Popen([sys.executable, "-m", "zar", *argv], env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + limit
+        while proc.poll() is None and time.monotonic() < deadline and not ready():
+            time.sleep(0.002)
+        assert proc.poll() is None, f"the run ended before it could be killed at {what}"
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

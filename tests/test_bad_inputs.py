@@ -16,9 +16,7 @@ import io
 import json
 import logging
 import os
-import signal
 import subprocess
-import sys
 import tarfile
 import time
 import zipfile
@@ -27,7 +25,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import ROOT, moving_square, write_video
+from conftest import ROOT, kill_when, moving_square, write_video
 from videos_fixtures import LocalServer, make_rar
 from zar.cli import main as zar
 from zar.core.errors import UserError
@@ -164,20 +162,10 @@ def test_sigkilled_encode_with_a_corrupt_part_resumes_to_the_same_cache(videos, 
     assert zar([*args, "--out", str(ref)]) == 0
     out = videos["tmp"] / "killed.pt"
     parts = out.with_name(out.name + ".parts")
-    env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    proc = subprocess.Popen([sys.executable, "-m", "zar", *args, "--out", str(out)], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 120
-        while len(list(parts.glob("part_*.pt"))) < 8 and time.monotonic() < deadline and proc.poll() is None:
-            time.sleep(0.05)  # the 8 videos listed before the FIFO are in chunks: it waits on the FIFO
-        assert proc.poll() is None, "encode ended before it could be killed"
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
+    try:  # the 8 videos listed before the FIFO are in chunks: it waits on the FIFO
+        kill_when([*args, "--out", str(out)], lambda: len(list(parts.glob("part_*.pt"))) >= 8,
+                  "the FIFO, 8 chunks written", limit=120)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
         _release_fifo(videos["fifo"])
     assert not out.exists()
     kept = sorted(parts.glob("part_*.pt"))

@@ -19,7 +19,7 @@ from zar.core.errors import UserError
 from zar.core.splitfiles import read_classes, read_videos
 from zar.method.results import NonFinite, record
 from zar.method.tpt import TuneResult
-from conftest import write_video
+from conftest import kill_when, write_video
 
 FAST = ["--set", "run.workers=0", "--set", "run.batch_size=100"]
 
@@ -386,71 +386,55 @@ def _records(path) -> list[dict]:
 def _kill_at(argv: list[str], part, n_records: int) -> None:
     """Run ``zar *argv`` in a process and SIGKILL it once ``part`` holds ``n_records`` records
     (0: as soon as the file is there, before any record)."""
-    _kill_when(argv, lambda: part.exists() and len(part.read_text(errors="replace").splitlines()) >= 1 + n_records,
+    kill_when(argv, lambda: part.exists() and len(part.read_text(errors="replace").splitlines()) >= 1 + n_records,
                f"{n_records} records")  # line 1: the inputs' fingerprint
-
-
-def _kill_when(argv: list[str], ready, what: str) -> None:
-    """Run ``zar *argv`` in a process and SIGKILL it as soon as ``ready()``."""
-    import os
-    import signal
-    import sys
-    import time
-    from pathlib import Path
-
-    root = Path(__file__).resolve().parents[1]
-    env = {**os.environ, "PYTHONPATH": str(root) + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    proc = subprocess.Popen([sys.executable, "-m", "zar", *argv], env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 300
-        while proc.poll() is None and time.monotonic() < deadline:
-            if ready():
-                break
-            time.sleep(0.002)
-        assert proc.poll() is None, f"the run ended before it could be killed at {what}"
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
 
 
 SLOW_TUNE = ["--set", "tune.steps=40", "--set", "run.tune_batch=1"]  # one record at a time, each ~0.1 s
 
 
-@pytest.mark.parametrize("n_records", [0, 2, 4])
-def test_tune_killed_at_any_point_reruns_to_the_same_results(encoded, n_records):
+class Run:
+    """A `zar tune` (from ``d``'s cache) or `zar evaluate` run over ``d``'s list: its arguments
+    but ``--out``, and where an ``--out`` named ``name`` in ``folder`` puts what it writes."""
+
+    def __init__(self, d, verb: str, *more: str):
+        self.verb = verb
+        common = ["--videos", str(d["videos"]), "--classes", str(d["classes"]), "--backbone", "tiny", *FAST, *more]
+        self.argv = (["tune", "--embeddings", str(d["cache"]), *common] if verb == "tune"
+                     else ["evaluate", "--root", str(d["root"]), *common])
+
+    def out(self, folder, name: str):
+        return folder / (f"{name}.json" if self.verb == "tune" else name)
+
+    def predictions(self, out):
+        return out.with_suffix(".jsonl") if self.verb == "tune" else out / "predictions.jsonl"
+
+    def finals(self, out) -> list:
+        """The files a finished run leaves under their final names."""
+        return [out if self.verb == "tune" else out / "summary.json", self.predictions(out)]
+
+    def __call__(self, out) -> list[str]:
+        return [*self.argv, "--out", str(out)]
+
+
+@pytest.mark.parametrize("verb,n_records", [("tune", 0), ("tune", 2), ("tune", 4), ("evaluate", 0),
+                                             ("evaluate", 3)])
+def test_tune_and_evaluate_killed_at_any_point_rerun_to_the_same_results(encoded, verb, n_records):
     d = encoded
-    ref, out = d["tmp"] / "ref.json", d["tmp"] / "killed.json"
-    base = ["tune", "--embeddings", str(d["cache"]), "--videos", str(d["videos"]), "--classes", str(d["classes"]),
-            "--backbone", "tiny", *FAST, *SLOW_TUNE]
-    assert zar([*base, "--out", str(ref)]) == 0
-    _kill_at([*base, "--out", str(out)], out.with_suffix(".jsonl.part"), n_records)
-    assert not out.exists() and not out.with_suffix(".jsonl").exists()  # nothing under a final name
-    assert zar([*base, "--out", str(out)]) == 0
-    assert _records(out.with_suffix(".jsonl")) == _records(ref.with_suffix(".jsonl"))
-    a, b = json.loads(ref.read_text()), json.loads(out.read_text())
-    for key in ("top1", "top5", "top1_before_tuning", "top1_ensemble", "ece", "n_evaluated", "n_listed", "skipped"):
+    run = Run(d, verb, *SLOW_TUNE)
+    ref, out = run.out(d["tmp"], "ref"), run.out(d["tmp"], "killed")
+    assert zar(run(ref)) == 0
+    _kill_at(run(out), run.predictions(out).with_name(run.predictions(out).name + ".part"), n_records)
+    assert not any(p.exists() for p in run.finals(out))  # nothing under a final name
+    assert zar(run(out)) == 0
+    assert _records(run.predictions(out)) == _records(run.predictions(ref))
+    summary = (lambda o: o) if verb == "tune" else (lambda o: o / "summary.json")
+    a, b = json.loads(summary(ref).read_text()), json.loads(summary(out).read_text())
+    keys = ("top1", "top5", "top1_before_tuning", "top1_ensemble", "ece") if verb == "tune" else ("top1", "top5")
+    for key in (*keys, "n_evaluated", "n_listed", "skipped"):
         assert a[key] == b[key], key
-    assert not out.with_suffix(".jsonl.part").exists()
-
-
-@pytest.mark.parametrize("n_records", [0, 3])
-def test_evaluate_killed_at_any_point_reruns_to_the_same_results(dataset, n_records):
-    d = dataset
-    ref, out = d["tmp"] / "ref", d["tmp"] / "killed"
-    base = ["evaluate", "--videos", str(d["videos"]), "--classes", str(d["classes"]), "--root", str(d["root"]),
-            "--backbone", "tiny", *FAST, *SLOW_TUNE]
-    assert zar([*base, "--out", str(ref)]) == 0
-    _kill_at([*base, "--out", str(out)], out / "predictions.jsonl.part", n_records)
-    assert not (out / "summary.json").exists() and not (out / "predictions.jsonl").exists()
-    assert zar([*base, "--out", str(out)]) == 0
-    assert _records(out / "predictions.jsonl") == _records(ref / "predictions.jsonl")
-    a, b = (json.loads((p / "summary.json").read_text()) for p in (ref, out))
-    for key in ("top1", "top5", "n_evaluated", "n_listed", "skipped"):
-        assert a[key] == b[key], key
+    if verb == "tune":
+        assert not out.with_suffix(".jsonl.part").exists()
 
 
 def test_a_resumed_record_that_does_not_fit_the_run_is_done_again(encoded, caplog):
@@ -526,27 +510,20 @@ def test_a_full_disk_stops_tune_and_evaluate_in_one_line_and_the_rerun_resumes(e
     had space all along."""
     d = encoded
     small, mounted = small_disk
-    common = ["--videos", str(d["videos"]), "--classes", str(d["classes"]), "--backbone", "tiny", *FAST]
-    if verb == "tune":
-        argv = ["tune", "--embeddings", str(d["cache"]), *common]
-        out, ref, jsonl = small / "r.json", d["tmp"] / "ref.json", lambda o: o.with_suffix(".jsonl")
-        final = [out, jsonl(out)]
-    else:
-        argv = ["evaluate", "--root", str(d["root"]), *common]
-        out, ref, jsonl = small / "ev", d["tmp"] / "ref_ev", lambda o: o / "predictions.jsonl"
-        final = [out / "summary.json", jsonl(out)]
-    assert zar([*argv, "--out", str(ref)]) == 0
+    run = Run(d, verb)
+    out, ref = run.out(small, "r"), run.out(d["tmp"], "ref")
+    assert zar(run(ref)) == 0
     with monkeypatch.context() as m:
         _fill_up(m, mounted)
         capsys.readouterr()
-        assert zar([*argv, "--out", str(out)]) == 2
+        assert zar(run(out)) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "no space left on device" in err[0].lower() and str(small) in err[0], err
-    assert not any(p.exists() for p in final)
+    assert not any(p.exists() for p in run.finals(out))
     if mounted:
         (small / "filler").unlink()
-    assert zar([*argv, "--out", str(out)]) == 0
-    assert _records(jsonl(out)) == _records(jsonl(ref))
+    assert zar(run(out)) == 0
+    assert _records(run.predictions(out)) == _records(run.predictions(ref))
 
 
 def test_a_batch_cut_by_a_crash_is_tuned_whole_on_the_rerun(encoded, monkeypatch):
@@ -629,7 +606,7 @@ def test_encode_killed_at_any_point_reruns_to_the_same_cache(dataset, n_chunks):
     ref, out = d["tmp"] / "ref.pt", d["tmp"] / "killed.pt"
     assert zar([*base, "--out", str(ref)]) == 0
     parts = out.with_name(out.name + ".parts")
-    _kill_when([*base, "--out", str(out)],
+    kill_when([*base, "--out", str(out)],
                lambda: (parts.exists() and len(list(parts.glob("part_*.pt"))) >= n_chunks) if n_chunks
                else parts.exists() or any(d["tmp"].glob(".killed*")), f"{n_chunks} chunks")
     assert not out.exists()
